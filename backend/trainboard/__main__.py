@@ -1,0 +1,5 @@
+"""`python -m trainboard` is `trainboard`."""
+
+from trainboard.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""Settings: the one place that reads the environment (prefix ``TRAINBOARD_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def default_frontend_dir() -> Path:
+    """The repository's ``frontend/`` folder, next to ``backend/``."""
+    return Path(__file__).resolve().parents[2] / "frontend"
+
+
+class Settings(BaseSettings):
+    """Everything a trainboard process is configured by, built once and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="TRAINBOARD_", extra="ignore")
+
+    home: Path = Field(default=Path("./trainboard-data"))
+    # None means SQLite inside `home`; any SQLAlchemy URL otherwise.
+    database_url: str | None = None
+    token: str | None = None
+    # Host names accepted in the Host header (DNS-rebinding guard); empty = derive from the bind.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # CORS is off unless origins are listed.
+    cors_origins: list[str] = Field(default_factory=list)
+    frontend_dir: Path = Field(default_factory=default_frontend_dir)
+    # A worker that misses heartbeats for this long loses its run to another worker.
+    lease_seconds: float = 30.0
+    # Idle workers look for queued runs this often; a submit starts within about this long.
+    poll_seconds: float = 0.2
+    # JSON bodies and uploads are refused with 413 above these sizes.
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_upload_bytes: int = 64 * 1024 * 1024
+    max_upload_columns: int = 500
+    # Torch intra-op threads in a run's process; 0 leaves torch's own default.
+    torch_threads: int = 0
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.home / "uploads"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'trainboard.db').resolve()}"
+
+    def run_dir(self, run_id: int) -> Path:
+        return self.runs_dir / str(int(run_id))
+
+    def ensure_dirs(self) -> None:
+        for folder in (self.home, self.runs_dir, self.uploads_dir):
+            folder.mkdir(parents=True, exist_ok=True)

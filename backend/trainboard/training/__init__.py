@@ -1,0 +1,1 @@
+"""The shared training loop and everything it is built from."""

@@ -1,0 +1,122 @@
+"""Checkpoint files: atomic writes, retention by recency and by the monitored metric, safe loads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainboard.training.spec import CheckpointSpec
+
+
+@dataclass
+class CheckpointEntry:
+    name: str  # "epoch-0003": the id clients use; the file is <name>.pt
+    epoch: int
+    size_bytes: int
+    sha256: str
+    metrics: dict[str, float | None]
+    is_best: bool = False
+    created_at: float = 0.0
+
+
+def checkpoint_name(epoch: int) -> str:
+    return f"epoch-{epoch:04d}"
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Write through `write(file)` to a temp file, fsync it, then rename it over `path`:
+    a crash leaves either the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_checkpoint(path: Path | str, map_location: Any = "cpu") -> dict[str, Any]:
+    """A checkpoint's dict, loaded with weights_only=True; a clear error for a bad file."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{Path(path).name} is not a readable trainboard checkpoint: {exc}") from None
+    if not isinstance(state, dict) or "model_state_dict" not in state:
+        raise ValueError(f"{Path(path).name} is not a trainboard checkpoint (no model_state_dict)")
+    return state
+
+
+@dataclass
+class CheckpointManager:
+    """Saves `epoch-NNNN.pt` files in `folder` and keeps the last `keep_last` and the best `keep_best`."""
+
+    folder: Path
+    policy: CheckpointSpec
+    entries: list[CheckpointEntry] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        index = self.folder / "index.json"
+        if index.exists():
+            listed = [CheckpointEntry(**e) for e in json.loads(index.read_text())]
+            self.entries = [e for e in listed if (self.folder / f"{e.name}.pt").exists()]
+
+    def _score(self, entry: CheckpointEntry) -> float:
+        value = entry.metrics.get(self.policy.monitor)
+        if value is None or not math.isfinite(value):
+            return math.inf  # a NaN or missing metric is never best
+        return value if self.policy.mode == "min" else -value
+
+    def save(self, state: dict[str, Any], *, epoch: int, metrics: dict[str, float | None]) -> list[CheckpointEntry]:
+        """Write the checkpoint of `epoch`, apply retention, and return the entries kept."""
+        name = checkpoint_name(epoch)
+        path = self.folder / f"{name}.pt"
+        atomic_write(path, lambda handle: torch.save(state, handle))
+        entry = CheckpointEntry(
+            name, epoch, path.stat().st_size, file_sha256(path), dict(metrics), created_at=path.stat().st_mtime
+        )
+        self.entries = [e for e in self.entries if e.epoch < epoch] + [entry]
+        self._retain()
+        return list(self.entries)
+
+    def _retain(self) -> None:
+        by_epoch = sorted(self.entries, key=lambda e: e.epoch)
+        ranked = sorted((e for e in by_epoch if math.isfinite(self._score(e))), key=self._score)
+        best = ranked[: self.policy.keep_best]
+        keep = {e.name for e in by_epoch[-self.policy.keep_last :]} | {e.name for e in best}
+        for entry in by_epoch:
+            entry.is_best = bool(best) and entry.name == best[0].name
+            if entry.name not in keep:
+                (self.folder / f"{entry.name}.pt").unlink(missing_ok=True)
+        self.entries = [e for e in by_epoch if e.name in keep]
+        index = json.dumps([asdict(e) for e in self.entries], indent=1).encode()
+        atomic_write(self.folder / "index.json", lambda handle: handle.write(index))
+
+    def latest_path(self) -> Path | None:
+        if not self.entries:
+            return None
+        return self.folder / f"{max(self.entries, key=lambda e: e.epoch).name}.pt"

@@ -1,0 +1,104 @@
+"""From a data set's raw arrays to train/val tensors: seeded stratified split, fitted preprocessing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from trainboard.training.data import preprocess
+from trainboard.training.spec import DatasetSpec
+
+Task = Literal["classification", "regression"]
+Modality = Literal["tabular", "image", "tokens"]
+
+
+@dataclass
+class RawData:
+    """What a data set loader returns: features and targets before any fitting."""
+
+    features: Any  # np.ndarray, or a list of rows (str cells) for CSV uploads
+    target: np.ndarray
+    task: Task
+    modality: Modality = "tabular"
+    classes: list[str] | None = None
+    vocab_size: int | None = None
+    image_shape: tuple[int, ...] | None = None
+    image_scale: float = 1.0
+    columns: list[str] | None = None  # CSV uploads: the raw feature columns
+
+
+@dataclass
+class DataInfo:
+    """What a model needs to know to fit the data."""
+
+    task: Task
+    modality: Modality
+    input_shape: tuple[int, ...]
+    num_outputs: int
+    classes: list[str] | None = None
+    vocab_size: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "modality": self.modality,
+            "input_shape": list(self.input_shape),
+            "num_outputs": self.num_outputs,
+            "classes": self.classes,
+            "vocab_size": self.vocab_size,
+        }
+
+
+@dataclass
+class DataBundle:
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    info: DataInfo
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+
+def _split(target: np.ndarray, task: Task, val_fraction: float, seed: int) -> tuple[Any, Any]:
+    index = np.arange(len(target))
+    stratify = None
+    if task == "classification":
+        _, counts = np.unique(target, return_counts=True)
+        n_val = int(np.ceil(val_fraction * len(target)))
+        # Stratifying needs two of each class and room for one of each on both sides.
+        if counts.min() >= 2 and len(counts) <= min(n_val, len(target) - n_val):
+            stratify = target
+    return train_test_split(index, test_size=val_fraction, random_state=seed, stratify=stratify)
+
+
+def prepare_data(spec: DatasetSpec, *, seed: int, uploads_dir: Path | None = None) -> DataBundle:
+    """Load `spec`'s data set, split it (seeded, stratified) and fit preprocessing on train only."""
+    from trainboard.training.data.catalog import load_raw
+
+    raw = load_raw(spec.name, spec.params, uploads_dir=uploads_dir)
+    if len(raw.target) < 2:
+        raise ValueError(f"data set {spec.name!r} has fewer than 2 rows")
+    train_idx, val_idx = _split(raw.target, raw.task, spec.val_fraction, seed)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ValueError("dataset.val_fraction leaves an empty train or validation split")
+    prep = preprocess.fit(raw, train_idx)
+    x = preprocess.apply(prep, raw.features)
+    y = torch.as_tensor(raw.target, dtype=torch.long if raw.task == "classification" else torch.float32)
+    if raw.task == "regression" and y.ndim == 1:
+        y = y.unsqueeze(1)
+    train_t, val_t = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
+    num_outputs = len(raw.classes) if raw.task == "classification" and raw.classes else 1
+    info = DataInfo(
+        task=raw.task,
+        modality=raw.modality,
+        input_shape=tuple(x.shape[1:]),
+        num_outputs=num_outputs,
+        classes=raw.classes,
+        vocab_size=raw.vocab_size,
+    )
+    return DataBundle(x[train_t], y[train_t], x[val_t], y[val_t], info, prep)

@@ -1,0 +1,140 @@
+"""CSV tables: parsing an upload into typed columns, with errors that name the problem."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MAX_CATEGORIES = 100
+MAX_CLASSES = 1000
+CLASSIFICATION_MAX_INT_LEVELS = 20
+
+
+class TableError(ValueError):
+    """A CSV that cannot be used, with a sentence saying why."""
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    data: dict[str, np.ndarray]  # float64 for numeric columns, object (str) otherwise
+    rows: int
+
+
+def _parse_float(text: str) -> float | None:
+    text = text.strip()
+    if text == "" or text.lower() in ("na", "nan", "null", "none"):
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def read_csv(content: bytes, *, max_columns: int) -> Table:
+    """Parse CSV bytes into typed columns; raises TableError naming the first problem."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise TableError("the file is not UTF-8 text; upload a CSV file") from None
+    if "\x00" in text:
+        raise TableError("the file is binary, not CSV text")
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise TableError(f"the file is not valid CSV: {exc}") from None
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise TableError("the file is empty")
+    header = [h.strip() for h in rows[0]]
+    if len(header) < 2:
+        raise TableError("the CSV needs a header row with at least two columns (features and a target)")
+    if len(header) > max_columns:
+        raise TableError(f"the CSV has {len(header)} columns; at most {max_columns} are allowed")
+    if any(not h for h in header):
+        raise TableError("the header row has an empty column name")
+    if len(set(header)) != len(header):
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        raise TableError(f"the header repeats column names: {', '.join(dupes)}")
+    body = rows[1:]
+    if not body:
+        raise TableError("the file has a header but no data rows")
+    for number, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise TableError(f"line {number} has {len(row)} fields; the header has {len(header)}")
+    data = {name: _type_column(name, [row[i] for row in body]) for i, name in enumerate(header)}
+    return Table(header, data, len(body))
+
+
+def _type_column(name: str, cells: list[str]) -> np.ndarray:
+    parsed = [_parse_float(c) for c in cells]
+    bad = [i for i, v in enumerate(parsed) if v is None]
+    numeric_share = 1 - len(bad) / len(cells)
+    if not bad:
+        return np.asarray(parsed, dtype=np.float64)
+    if numeric_share >= 0.5:
+        line = bad[0] + 2
+        raise TableError(
+            f"column {name!r} is numeric but line {line} has {cells[bad[0]]!r}; "
+            "fix or empty that cell"
+        )
+    return np.asarray([c.strip() for c in cells], dtype=object)
+
+
+def as_columns(table: Any, names: list[str], *, numeric: list[str]) -> dict[str, np.ndarray]:
+    """Rows (dicts or sequences in `names` order) or a column dict, as typed columns."""
+    if isinstance(table, dict):
+        columns = {n: np.asarray(table[n]) for n in names}
+    else:
+        rows = list(table)
+        columns = {}
+        for i, n in enumerate(names):
+            columns[n] = np.asarray([r[n] if isinstance(r, dict) else r[i] for r in rows], dtype=object)
+    for n in numeric:
+        columns[n] = np.asarray(
+            [math.nan if v is None or (isinstance(v, str) and _parse_float(v) is None) else
+             (_parse_float(v) if isinstance(v, str) else float(v)) for v in columns[n]],
+            dtype=np.float64,
+        )
+    return columns
+
+
+def infer_task(target: np.ndarray) -> str:
+    """Classification for text targets or few integer levels, regression otherwise."""
+    if target.dtype.kind != "f":
+        return "classification"
+    finite = target[~np.isnan(target)]
+    levels = np.unique(finite)
+    if np.all(levels == np.round(levels)) and len(levels) <= CLASSIFICATION_MAX_INT_LEVELS:
+        return "classification"
+    return "regression"
+
+
+def check_target(table: Table, target: str, task: str) -> None:
+    """Raise TableError unless `target` is a usable target column for `task`."""
+    if target not in table.data:
+        raise TableError(f"there is no column named {target!r}; columns are: {', '.join(table.columns)}")
+    values = table.data[target]
+    missing = np.isnan(values).sum() if values.dtype.kind == "f" else sum(v == "" for v in values)
+    if missing:
+        raise TableError(f"the target column {target!r} has {missing} empty cells")
+    if task == "classification":
+        n = len(np.unique(values))
+        if n < 2:
+            raise TableError(f"the target column {target!r} has a single class; need at least two")
+        if n > MAX_CLASSES:
+            raise TableError(f"the target column {target!r} has {n} classes; at most {MAX_CLASSES}")
+    elif values.dtype.kind != "f":
+        raise TableError(f"the target column {target!r} is not numeric, so it cannot be regressed")
+    for name in table.columns:
+        column = table.data[name]
+        if name != target and column.dtype.kind != "f" and len(set(column)) > MAX_CATEGORIES:
+            raise TableError(
+                f"column {name!r} has {len(set(column))} distinct text values; at most "
+                f"{MAX_CATEGORIES} can be one-hot encoded (drop it or make it numeric)"
+            )

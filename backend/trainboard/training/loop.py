@@ -1,0 +1,197 @@
+"""THE training loop: every run goes through `train`, queued or foreground or scikit-learn.
+
+    setup: seed, data, model, optimizer, schedule, precision, (resume from a checkpoint)
+    for epoch in start+1 .. epochs:
+        train:  for each batch of a (seed, epoch)-shuffled order:
+                    zero_grad → forward (autocast) → loss → backward → grad norm → clip
+                    → step → per-step schedule → every log_every_steps: sync, NaN check, log
+                    → stop check (cancel / interrupt) after every step
+        eval:   validation loss and accuracy under inference_mode
+        report: epoch metrics → sinks; per-epoch / plateau schedule
+        keep:   checkpoint (retention by recency and monitor); early stopping
+    Every exit returns an Outcome saying why: completed, early_stopped, cancelled, interrupted,
+    diverged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.nn.utils import clip_grads_with_norm_, get_total_norm
+
+from trainboard.training.checkpoint import CheckpointManager, load_checkpoint
+from trainboard.training.data import prepare_data
+from trainboard.training.models import build_loss, build_model
+from trainboard.training.optim import build_optimizer, build_schedule
+from trainboard.training.progress import Progress, evaluate
+from trainboard.training.runtime import Precision, capture_rng, epoch_order, resolve_device, restore_rng, seed_everything
+from trainboard.training.sinks import EpochReport, Exit, MemorySink, Outcome, Sink
+from trainboard.training.spec import RunSpec
+
+StopCheck = Callable[[], Exit | None]
+
+
+def train(
+    spec: RunSpec,
+    *,
+    run_dir: Path,
+    sink: Sink | None = None,
+    should_stop: StopCheck = lambda: None,
+    resume_from: Path | None = None,
+    uploads_dir: Path | None = None,
+    device: str | None = None,
+) -> Outcome:
+    """Train `spec` to the end (or to a stop), reporting through `sink`; returns why it ended."""
+    sink = sink or MemorySink()
+    # --- setup
+    dev = resolve_device(device if device and spec.device == "auto" else spec.device)
+    seed_everything(spec.seed, spec.deterministic)
+    data = prepare_data(spec.dataset, seed=spec.seed, uploads_dir=uploads_dir)
+    model = build_model(spec.model, data.info).to(dev)
+    loss_fn = build_loss(data.info.task, spec.loss)
+    optimizer = build_optimizer(model, spec.optimizer)
+    classify = data.info.task == "classification"
+    n_train, batch = len(data.x_train), spec.batch_size
+    if spec.overfit_batches:
+        n_train = min(n_train, spec.overfit_batches * batch)
+    # A trailing batch of one sample is dropped: BatchNorm cannot train on it.
+    starts = [s for s in range(0, n_train, batch) if n_train - s > 1 or s == 0]
+    schedule = build_schedule(optimizer, spec.scheduler, epochs=spec.epochs, steps_per_epoch=len(starts))
+    precision = Precision.resolve(spec.amp, dev)
+    checkpoints = CheckpointManager(run_dir / "checkpoints", spec.checkpoint)
+    progress = Progress(spec)
+    params = [p for p in model.parameters() if p.requires_grad]
+    pin = dev.type == "cuda"
+    x_train, y_train, x_val, y_val = (
+        (t.pin_memory() if pin else t).to(dev, non_blocking=True)
+        for t in (data.x_train, data.y_train, data.x_val, data.y_val)
+    )
+    start_epoch = 0
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, map_location=dev)
+        model.load_state_dict(state["model_state_dict"])
+        optimizer.load_state_dict(state["optimizer_state_dict"])
+        schedule.load_state_dict(state["scheduler_state_dict"])
+        if precision.scaler is not None and state.get("scaler_state_dict"):
+            precision.scaler.load_state_dict(state["scaler_state_dict"])
+        progress.load_state_dict(state["progress"])
+        restore_rng(state["rng"])
+        start_epoch = state["epoch"]
+
+    for epoch in range(start_epoch + 1, spec.epochs + 1):
+        # --- train
+        model.train()
+        started = time.perf_counter()
+        order = (
+            torch.arange(n_train, device=dev)
+            if spec.overfit_batches
+            else epoch_order(n_train, spec.seed, epoch, dev)
+        )
+        # Running sums stay on the device: reading them (.item()) would sync every step.
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        window: list[tuple[torch.Tensor, torch.Tensor]] = []
+        grad_norms: list[float] = []
+        for start in starts:
+            idx = order[start : start + batch]
+            xb, yb = x_train[idx], y_train[idx]
+            optimizer.zero_grad(set_to_none=True)
+            with precision.autocast():
+                out = model(xb)
+                loss = loss_fn(out, yb)
+            if precision.scaler is not None:
+                precision.scaler.scale(loss).backward()
+                precision.scaler.unscale_(optimizer)  # clip and measure true gradients
+            else:
+                loss.backward()
+            grad_norm = get_total_norm([p.grad for p in params if p.grad is not None])
+            if spec.grad_clip_norm is not None:
+                clip_grads_with_norm_(params, spec.grad_clip_norm, grad_norm)
+            if precision.scaler is not None:
+                precision.scaler.step(optimizer)  # skips the step when gradients overflowed
+                precision.scaler.update()
+            else:
+                optimizer.step()
+            schedule.step_after_batch()
+            progress.global_step += 1
+            loss_sum += loss.detach().float() * len(idx)
+            if classify:
+                correct += (out.argmax(dim=1) == yb).sum()
+            window.append((loss.detach().float(), grad_norm.detach().float()))
+            # --- log: one host sync per log_every_steps steps, where the NaN check happens too
+            if progress.global_step % spec.log_every_steps == 0:
+                losses, norms = progress.sync_window(window, check_grads=precision.scaler is None)
+                grad_norms += norms
+                window = []
+                if progress.diverged:
+                    return _finish(sink, progress, Exit.diverged)
+                sink.log_step(
+                    progress.global_step,
+                    {
+                        "step/train_loss": sum(losses) / len(losses),
+                        "step/grad_norm": norms[-1],
+                        "step/lr": optimizer.param_groups[0]["lr"],
+                    },
+                )
+            stop = should_stop()
+            if stop is not None:
+                return _finish(sink, progress, stop)
+        losses, norms = progress.sync_window(window, check_grads=precision.scaler is None)
+        grad_norms += norms
+        if progress.diverged:
+            return _finish(sink, progress, Exit.diverged)
+        lr = optimizer.param_groups[0]["lr"]
+
+        # --- eval
+        seen = len(starts) and min(n_train, starts[-1] + batch)
+        metrics = {"train_loss": loss_sum.item() / seen, "grad_norm": sum(grad_norms) / len(grad_norms)}
+        if classify:
+            metrics["train_accuracy"] = correct.item() / seen
+        metrics |= evaluate(model, loss_fn, x_val, y_val, precision, classify, batch)
+        if not math.isfinite(metrics["val_loss"]) or not math.isfinite(metrics["train_loss"]):
+            progress.mark_diverged(epoch=epoch, what="the epoch's loss")
+            return _finish(sink, progress, Exit.diverged)
+        seconds = time.perf_counter() - started
+        metrics |= {"lr": lr, "epoch_seconds": seconds, "samples_per_second": seen / seconds}
+
+        # --- report
+        schedule.step_after_epoch(metrics["val_loss"])
+        progress.end_epoch(epoch, metrics)
+        sink.log_epoch(EpochReport(epoch, spec.epochs, metrics, progress.eta_seconds(epoch), model))
+
+        # --- keep: checkpoint after the metrics are logged, so a crash in between re-runs the
+        # epoch (its points are replaced) instead of skipping its metrics forever.
+        stopping = progress.should_stop_early(spec.early_stopping)
+        every = spec.checkpoint.every_epochs
+        if (every and epoch % every == 0) or epoch == spec.epochs or stopping:
+            state = {
+                "epoch": epoch,
+                "model_state_dict": model.state_dict(),
+                "optimizer_state_dict": optimizer.state_dict(),
+                "loss": metrics["train_loss"],
+                "scheduler_state_dict": schedule.state_dict(),
+                "scaler_state_dict": precision.scaler.state_dict() if precision.scaler else {},
+                "spec": spec.model_dump(mode="json"),
+                "metrics": metrics,
+                "data_info": data.info.to_dict(),
+                "preprocessing": data.preprocessing,
+                "progress": progress.state_dict(),
+                "rng": capture_rng(),
+            }
+            sink.log_checkpoints(checkpoints.save(state, epoch=epoch, metrics=metrics))
+        if stopping:
+            return _finish(sink, progress, Exit.early_stopped)
+        stop = should_stop()
+        if stop is not None and epoch < spec.epochs:
+            return _finish(sink, progress, stop)
+    return _finish(sink, progress, Exit.completed)
+
+
+def _finish(sink: Sink, progress: Progress, exit: Exit) -> Outcome:
+    outcome = Outcome(exit, progress.epoch, progress.message(exit), progress.summary())
+    sink.close(outcome)
+    return outcome

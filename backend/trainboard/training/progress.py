@@ -1,0 +1,131 @@
+"""The loop's bookkeeping: divergence detection, best epoch, early stopping, ETA, validation."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainboard.training.runtime import Precision
+from trainboard.training.sinks import Exit
+from trainboard.training.spec import EarlyStoppingSpec, RunSpec
+
+DIVERGENCE_HINT = (
+    "Try a lower learning rate, gradient clipping (grad_clip_norm), amp off, "
+    "or check the data and labels for NaN or out-of-range values."
+)
+
+
+class Progress:
+    """Where the run is and how it is going; saved in every checkpoint for an exact resume."""
+
+    def __init__(self, spec: RunSpec) -> None:
+        self.spec = spec
+        self.epoch = 0
+        self.global_step = 0
+        self.best_epoch: int | None = None
+        self.best_val_loss: float | None = None
+        self.stop_best: float | None = None
+        self.bad_epochs = 0
+        self.last_metrics: dict[str, float] = {}
+        self.epoch_seconds: list[float] = []
+        self.diverged = False
+        self.divergence = ""
+
+    # --- divergence
+    def sync_window(
+        self, window: list[tuple[torch.Tensor, torch.Tensor]], *, check_grads: bool
+    ) -> tuple[list[float], list[float]]:
+        """Copy a window of per-step losses and grad norms to the host (one sync) and check them."""
+        if not window:
+            return [], []
+        values = torch.stack([torch.stack(pair) for pair in window]).tolist()
+        losses, norms = [v[0] for v in values], [v[1] for v in values]
+        first_step = self.global_step - len(window) + 1
+        for offset, (loss, norm) in enumerate(values):
+            bad = "loss" if not math.isfinite(loss) else "gradient norm" if check_grads and not math.isfinite(norm) else None
+            if bad:
+                self.mark_diverged(epoch=self.epoch + 1, what=f"the {bad}", step=first_step + offset)
+                break
+        return losses, norms
+
+    def mark_diverged(self, *, epoch: int, what: str, step: int | None = None) -> None:
+        self.diverged = True
+        where = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
+        self.divergence = f"Training diverged at {where}: {what} became NaN or infinite. {DIVERGENCE_HINT}"
+
+    # --- epochs
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.epoch = epoch
+        self.last_metrics = dict(metrics)
+        self.epoch_seconds.append(metrics["epoch_seconds"])
+        if self.best_val_loss is None or metrics["val_loss"] < self.best_val_loss:
+            self.best_epoch, self.best_val_loss = epoch, metrics["val_loss"]
+
+    def eta_seconds(self, epoch: int) -> float:
+        recent = self.epoch_seconds[-5:]
+        return (self.spec.epochs - epoch) * sum(recent) / len(recent)
+
+    def should_stop_early(self, rule: EarlyStoppingSpec | None) -> bool:
+        if rule is None:
+            return False
+        value = self.last_metrics.get(rule.monitor)
+        if value is None:
+            raise ValueError(f"early_stopping.monitor: no metric named {rule.monitor!r}")
+        score = value if rule.mode == "min" else -value
+        if self.stop_best is None or score < self.stop_best - rule.min_delta:
+            self.stop_best, self.bad_epochs = score, 0
+            return False
+        self.bad_epochs += 1
+        return self.bad_epochs >= rule.patience
+
+    # --- results
+    def summary(self) -> dict[str, Any]:
+        return {"best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss, **self.last_metrics}
+
+    def message(self, exit: Exit) -> str:
+        if exit is Exit.diverged:
+            return self.divergence
+        if exit is Exit.early_stopped:
+            rule = self.spec.early_stopping
+            return f"Stopped early: {rule.monitor if rule else 'metric'} did not improve for {self.bad_epochs} epochs."
+        return ""
+
+    _SAVED = ("epoch", "global_step", "best_epoch", "best_val_loss", "stop_best", "bad_epochs", "last_metrics", "epoch_seconds")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._SAVED}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self._SAVED:
+            setattr(self, name, state[name])
+
+
+def evaluate(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    precision: Precision,
+    classify: bool,
+    batch_size: int,
+) -> dict[str, float]:
+    """Validation loss (and accuracy) over the whole validation split, in eval mode."""
+    model.eval()
+    total = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    # Validation keeps no activations for backward, so it can take bigger batches.
+    chunk = max(batch_size, 1024)
+    with torch.inference_mode(), precision.autocast():
+        for start in range(0, len(x), chunk):
+            xb, yb = x[start : start + chunk], y[start : start + chunk]
+            out = model(xb)
+            total += loss_fn(out, yb).float() * len(xb)
+            if classify:
+                correct += (out.argmax(dim=1) == yb).sum()
+    metrics = {"val_loss": total.item() / len(x)}
+    if classify:
+        metrics["val_accuracy"] = correct.item() / len(x)
+    return metrics

@@ -1,0 +1,148 @@
+"""RunSpec: what a run is, validated, with the defaults and bounds of the API contract."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+class SpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSpec(SpecModel):
+    name: Name
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSpec(SpecModel):
+    name: Name
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_model(self) -> Self:
+        from trainboard.training.models import MODELS
+
+        self.params = MODELS.validate_params(self.name, self.params)
+        return self
+
+
+class ParamGroupSpec(SpecModel):
+    """Parameters whose qualified name matches `match` (fnmatch pattern) get their own settings."""
+
+    match: str = Field(min_length=1, max_length=200)
+    lr_scale: float = Field(default=1.0, gt=0, le=1e4)
+    weight_decay: float | None = Field(default=None, ge=0, le=10)
+
+
+class OptimizerSpec(SpecModel):
+    name: Name = "adamw"
+    lr: float = Field(default=1e-3, gt=0, le=10)
+    weight_decay: float = Field(default=0.01, ge=0, le=10)
+    # Biases and normalization weights are usually better left undecayed.
+    no_decay_bias_norm: bool = False
+    params: dict[str, Any] = Field(default_factory=dict)
+    param_groups: list[ParamGroupSpec] = Field(default_factory=list, max_length=32)
+
+    @model_validator(mode="after")
+    def _known_optimizer(self) -> Self:
+        from trainboard.training.optim import OPTIMIZERS
+
+        self.params = OPTIMIZERS.validate_params(self.name, self.params)
+        return self
+
+
+class SchedulerSpec(SpecModel):
+    name: Name = "none"
+    params: dict[str, Any] = Field(default_factory=dict)
+    warmup_epochs: int = Field(default=0, ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _known_scheduler(self) -> Self:
+        from trainboard.training.optim import SCHEDULERS
+
+        self.params = SCHEDULERS.validate_params(self.name, self.params)
+        if self.warmup_epochs and self.name in ("plateau", "onecycle"):
+            raise ValueError(
+                f"warmup_epochs is not supported with the {self.name!r} scheduler"
+                + (" (onecycle warms up by itself: use params.pct_start)" if self.name == "onecycle" else "")
+            )
+        return self
+
+
+MonitorName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_./\-]+$")]
+
+
+class CheckpointSpec(SpecModel):
+    every_epochs: int = Field(default=1, ge=0, le=100_000)  # 0: only the final epoch
+    keep_last: int = Field(default=2, ge=1, le=1000)
+    keep_best: int = Field(default=1, ge=0, le=1000)
+    monitor: MonitorName = "val_loss"
+    mode: Literal["min", "max"] = "min"
+
+
+class EarlyStoppingSpec(SpecModel):
+    monitor: MonitorName = "val_loss"
+    mode: Literal["min", "max"] = "min"
+    patience: int = Field(default=3, ge=1, le=10_000)
+    min_delta: float = Field(default=0.0, ge=0)
+
+
+class RunSpec(SpecModel):
+    name: str = Field(default="", max_length=200)
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=50
+    )
+    notes: str = Field(default="", max_length=10_000)
+    dataset: DatasetSpec
+    model: ModelSpec
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    loss: Literal["auto", "cross_entropy", "mse", "huber"] = "auto"
+    epochs: int = Field(default=10, ge=1, le=100_000)
+    batch_size: int = Field(default=64, ge=1, le=1_000_000)
+    grad_clip_norm: float | None = Field(default=1.0, gt=0)
+    amp: Literal["off", "auto", "bf16", "fp16"] = "off"
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)
+    deterministic: bool = False
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d{1,2})?)$")
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    early_stopping: EarlyStoppingSpec | None = None
+    # Train on this many fixed batches only: the sanity check that a model can overfit.
+    overfit_batches: int = Field(default=0, ge=0, le=100_000)
+    log_every_steps: int = Field(default=10, ge=1, le=1_000_000)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    max_retries: int = Field(default=1, ge=0, le=10)
+
+    def display_name(self) -> str:
+        return self.name or f"{self.model.name}-{self.dataset.name}-{self.optimizer.name}"
+
+
+def default_spec() -> dict[str, Any]:
+    """The catalog's `defaults`: a full spec for the default data set and model."""
+    return RunSpec(dataset=DatasetSpec(name="digits"), model=ModelSpec(name="mlp")).model_dump()
+
+
+def spec_paths(spec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten a spec into dotted paths (``optimizer.lr``), for diffs and sweeps."""
+    flat: dict[str, Any] = {}
+    for key, value in spec.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(spec_paths(value, f"{path}."))
+        else:
+            flat[path] = value
+    return flat
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def safe_name(text: str) -> str:
+    """A name made safe for use as a file stem."""
+    return _SAFE.sub("-", text).strip("-.")[:64] or "run"
