@@ -12,6 +12,7 @@ from sqlmodel import Session, SQLModel
 from trainboard import models  # noqa: F401  (registers the tables)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READONLY_OPTION = "trainboard_readonly"
 
 
 def make_engine(url: str) -> Engine:
@@ -39,9 +40,16 @@ def make_engine(url: str) -> Engine:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
         # writes fails at once with "database is locked" when another writer got in between,
         # while IMMEDIATE waits its turn under busy_timeout. Transactions here are short.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only engines (see `reader`) begin deferred: WAL readers never wait for writers.
+        readonly = connection.get_execution_options().get(READONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def reader(engine: Engine) -> Engine:
+    """The same engine and pool, for sessions that only read (no write lock on SQLite)."""
+    return engine.execution_options(**{READONLY_OPTION: True})
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from trainboard.training.spec import RunSpec
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    return datetime.now(UTC)
 
 
 class RunStatus(StrEnum):
@@ -74,6 +74,7 @@ class Run(SQLModel, table=True):
     # Bumped on every write a live-events client must see; they are its resume cursor.
     metric_seq: int = SQLField(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     status_seq: int = SQLField(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    checkpoint_seq: int = SQLField(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
 
 
 class MetricPoint(SQLModel, table=True):

@@ -161,7 +161,7 @@ def train(
         # --- report
         schedule.step_after_epoch(metrics["val_loss"])
         progress.end_epoch(epoch, metrics)
-        sink.log_epoch(EpochReport(epoch, spec.epochs, metrics, progress.eta_seconds(epoch), model))
+        sink.log_epoch(EpochReport(epoch, spec.epochs, metrics, progress.eta_seconds(epoch), model, progress.summary()))
 
         # --- keep: checkpoint after the metrics are logged, so a crash in between re-runs the
         # epoch (its points are replaced) instead of skipping its metrics forever.

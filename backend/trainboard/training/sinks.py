@@ -39,6 +39,7 @@ class EpochReport:
     metrics: dict[str, float]
     eta_seconds: float | None
     model: nn.Module
+    summary: dict[str, Any] = field(default_factory=dict)  # best epoch so far + these metrics
 
 
 class Sink(Protocol):

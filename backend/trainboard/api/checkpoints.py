@@ -1,0 +1,65 @@
+"""Checkpoints: list, download by id from the database (never by a client path), upload."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse, Response
+
+from trainboard.api.deps import RunDep, SessionDep, SettingsDep
+from trainboard.api.views import checkpoint_public
+from trainboard.models import CheckpointPublic
+from trainboard.store.checkpoints import find_checkpoint, list_checkpoints, sync_checkpoints
+from trainboard.store.errors import NotFound
+from trainboard.store.metrics import require_writable
+from trainboard.training.checkpoint import CheckpointEntry, atomic_write, checkpoint_name
+
+router = APIRouter(prefix="/runs/{run_id}/checkpoints", tags=["checkpoints"])
+
+STORED_NAME = re.compile(r"^epoch-\d{4,}$")
+
+
+@router.get("")
+def list_run_checkpoints(run: RunDep, session: SessionDep) -> list[CheckpointPublic]:
+    return [checkpoint_public(row) for row in list_checkpoints(session, run_id=run.id)]
+
+
+@router.get("/{checkpoint_id}", response_class=FileResponse)
+def download_checkpoint(run: RunDep, checkpoint_id: str, session: SessionDep, settings: SettingsDep, request: Request) -> Response:
+    row = find_checkpoint(session, run_id=run.id, checkpoint_id=checkpoint_id)
+    # The file name comes from the database row, and is checked once more before use.
+    folder = (settings.run_dir(run.id) / "checkpoints").resolve()
+    path = (folder / f"{row.name}.pt").resolve()
+    if not STORED_NAME.match(row.name) or path.parent != folder or not path.is_file():
+        raise NotFound(f"the file of checkpoint {row.name!r} is gone")
+    etag = f'"{row.sha256}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return FileResponse(
+        path, media_type="application/octet-stream", filename=f"run-{run.id}-{row.name}.pt", headers={"ETag": etag}
+    )
+
+
+@router.post("", status_code=201)
+async def upload_checkpoint(
+    run: RunDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File()],
+    epoch: Annotated[int, Form(ge=0, le=10_000_000)] = 0,
+) -> CheckpointPublic:
+    require_writable(run, run.id)
+    content = await file.read(settings.max_upload_bytes + 1)
+    if len(content) > settings.max_upload_bytes:
+        from fastapi import HTTPException
+
+        raise HTTPException(413, f"checkpoint larger than {settings.max_upload_bytes} bytes")
+    name = checkpoint_name(epoch)
+    path = settings.run_dir(run.id) / "checkpoints" / f"{name}.pt"
+    atomic_write(path, lambda handle: handle.write(content))
+    entry = CheckpointEntry(name, epoch, len(content), hashlib.sha256(content).hexdigest(), {}, created_at=path.stat().st_mtime)
+    sync_checkpoints(session, run_id=run.id, attempt=None, entries=[entry])
+    return checkpoint_public(find_checkpoint(session, run_id=run.id, checkpoint_id=name))

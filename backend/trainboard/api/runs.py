@@ -1,0 +1,95 @@
+"""Runs: create (job or external), list, read, edit, cancel, resume, finish, delete, logs."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Response
+from fastapi.responses import PlainTextResponse
+
+from trainboard.api.deps import RunDep, SessionDep, SettingsDep
+from trainboard.api.validation import check_spec_references
+from trainboard.api.views import run_public
+from trainboard.models import ExternalRunCreate, FinishRequest, ResumeRequest, RunCreate, RunList, RunPublic, RunUpdate
+from trainboard.store import runs as store
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+MAX_LOG_CHUNK = 1 << 20
+
+
+@router.post("", status_code=201)
+def create_run(body: Annotated[RunCreate, Body()], session: SessionDep, settings: SettingsDep) -> RunPublic:
+    if isinstance(body, ExternalRunCreate):
+        run = store.create_external_run(session, request=body)
+    else:
+        check_spec_references(session, body, settings)
+        run = store.create_job_run(session, spec=body)
+    return run_public(run, settings)
+
+
+@router.get("")
+def list_runs(
+    session: SessionDep,
+    settings: SettingsDep,
+    status: Annotated[str | None, Query(max_length=200, pattern=r"^[a-z,]*$")] = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> RunList:
+    rows, total = store.list_runs(session, status=status, tag=tag, q=q, limit=limit, offset=offset)
+    return RunList(items=[run_public(r, settings) for r in rows], total=total)
+
+
+@router.get("/{run_id}")
+def read_run(run: RunDep, settings: SettingsDep) -> RunPublic:
+    return run_public(run, settings)
+
+
+@router.patch("/{run_id}")
+def update_run(run: RunDep, changes: RunUpdate, session: SessionDep, settings: SettingsDep) -> RunPublic:
+    return run_public(store.update_run(session, run_id=run.id, changes=changes), settings)
+
+
+@router.post("/{run_id}/cancel", status_code=202)
+def cancel_run(run: RunDep, session: SessionDep, settings: SettingsDep) -> RunPublic:
+    return run_public(store.cancel_run(session, run_id=run.id), settings)
+
+
+@router.post("/{run_id}/resume", status_code=202)
+def resume_run(
+    run: RunDep, session: SessionDep, settings: SettingsDep, body: Annotated[ResumeRequest | None, Body()] = None
+) -> RunPublic:
+    epochs = body.epochs if body else None
+    return run_public(store.resume_run(session, run_id=run.id, epochs=epochs), settings)
+
+
+@router.post("/{run_id}/finish")
+def finish_run(run: RunDep, body: FinishRequest, session: SessionDep, settings: SettingsDep) -> RunPublic:
+    return run_public(store.finish_external_run(session, run_id=run.id, status=body.status, error=body.error), settings)
+
+
+@router.delete("/{run_id}", status_code=204)
+def delete_run(run: RunDep, session: SessionDep, settings: SettingsDep) -> Response:
+    store.delete_run(session, run_id=run.id)
+    session.commit()
+    shutil.rmtree(settings.run_dir(run.id), ignore_errors=True)
+    return Response(status_code=204)
+
+
+@router.get("/{run_id}/logs", response_class=PlainTextResponse)
+def read_logs(
+    run: RunDep, settings: SettingsDep, offset: Annotated[int, Query(ge=0, le=2**50)] = 0
+) -> PlainTextResponse:
+    path = settings.run_dir(run.id) / "run.log"  # the only log file; no client path involved
+    if not path.exists():
+        return PlainTextResponse("", headers={"X-Log-Size": "0"})
+    with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        handle.seek(min(offset, size))
+        chunk = handle.read(MAX_LOG_CHUNK)
+    return PlainTextResponse(
+        chunk.decode("utf-8", errors="replace"), headers={"X-Log-Size": str(size), "X-Next-Offset": str(min(offset, size) + len(chunk))}
+    )

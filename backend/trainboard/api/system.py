@@ -1,0 +1,106 @@
+"""Health, catalog, uploaded data sets and workers."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+from sqlmodel import Session
+
+from trainboard import __version__
+from trainboard.api.deps import SessionDep, SettingsDep
+from trainboard.models import DatasetPublic, Health, UploadedDataset, WorkerPublic
+from trainboard.store.workers import add_upload, list_uploads, list_workers
+from trainboard.training.data import DATASETS, dataset_catalog
+from trainboard.training.data.catalog import upload_paths
+from trainboard.training.data.tables import TableError, check_target, infer_task, read_csv
+from trainboard.training.models import MODELS
+from trainboard.training.optim import OPTIMIZERS, SCHEDULERS
+from trainboard.training.spec import default_spec
+
+public = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"])
+
+UPLOAD_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+
+
+def live_worker_count(session: Session, lease_seconds: float) -> int:
+    from datetime import timedelta
+
+    from trainboard.models import utcnow
+
+    fresh = utcnow() - timedelta(seconds=max(10.0, 3 * lease_seconds))
+    return sum(1 for w in list_workers(session) if w.status != "stopped" and w.last_heartbeat >= fresh)
+
+
+@public.get("/health")
+def health(session: SessionDep, settings: SettingsDep) -> Health:
+    return Health(status="ok", version=__version__, workers=live_worker_count(session, settings.lease_seconds))
+
+
+@router.get("/catalog")
+def catalog(session: SessionDep) -> dict:
+    uploads = [
+        {
+            "name": u.name, "task": u.task, "input_shape": [len(u.columns)], "num_classes": None,
+            "description": f"uploaded CSV: {u.rows} rows, target {u.target!r}", "params": {"type": "object", "properties": {}},
+            "modality": "tabular", "uploaded": True,
+        }
+        for u in list_uploads(session)
+    ]
+    return {
+        "datasets": dataset_catalog(uploads),
+        "models": MODELS.catalog(),
+        "optimizers": OPTIMIZERS.catalog(),
+        "schedulers": SCHEDULERS.catalog(),
+        "defaults": default_spec(),
+    }
+
+
+@router.post("/datasets", status_code=201)
+async def upload_dataset(
+    session: SessionDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File()],
+    target: Annotated[str, Form(min_length=1, max_length=200)],
+    name: Annotated[str | None, Form(max_length=64)] = None,
+    task: Annotated[str | None, Form(pattern="^(classification|regression)$")] = None,
+) -> DatasetPublic:
+    content = await file.read(settings.max_upload_bytes + 1)
+    if len(content) > settings.max_upload_bytes:
+        raise HTTPException(413, f"the file is larger than {settings.max_upload_bytes} bytes")
+    stem = (file.filename or "dataset").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    name = name or re.sub(r"[^A-Za-z0-9_\-]+", "-", stem).strip("-")[:64] or "dataset"
+    if not UPLOAD_NAME.match(name):
+        raise _unprocessable("name", "use 1-64 letters, digits, '-' or '_'", name)
+    if name in DATASETS:
+        raise HTTPException(409, f"{name!r} is a built-in data set; choose another name")
+    try:
+        table = read_csv(content, max_columns=settings.max_upload_columns)
+        if target not in table.data:
+            raise TableError(f"there is no column named {target!r}; columns are: {', '.join(table.columns)}")
+        task = task or infer_task(table.data[target])
+        check_target(table, target, task)
+    except TableError as exc:
+        raise _unprocessable("file", str(exc), file.filename) from None
+    features = [c for c in table.columns if c != target]
+    row = add_upload(
+        session,
+        dataset=UploadedDataset(name=name, task=task, rows=table.rows, columns=features, target=target, size_bytes=len(content)),
+    )
+    csv_path, meta_path = upload_paths(settings.uploads_dir, name)
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    csv_path.write_bytes(content)
+    meta_path.write_text(json.dumps({"target": target, "task": task}))
+    return DatasetPublic(name=row.name, task=row.task, rows=row.rows, columns=row.columns, target=row.target)
+
+
+def _unprocessable(field: str, message: str, value: object) -> HTTPException:
+    return HTTPException(422, [{"type": "value_error", "loc": ["body", field], "msg": message, "input": value}])
+
+
+@router.get("/workers")
+def workers(session: SessionDep) -> list[WorkerPublic]:
+    return [WorkerPublic.model_validate(w.model_dump()) for w in list_workers(session)]

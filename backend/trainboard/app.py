@@ -1,0 +1,135 @@
+"""create_app(settings) -> FastAPI: routers, middleware, static page; the lifespan owns the
+database engine and the embedded worker processes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from trainboard import __version__
+from trainboard.api import checkpoints, events, metrics, runs, system
+from trainboard.api.deps import require_token
+from trainboard.config import LOOPBACK_HOSTS, Settings
+from trainboard.db import init_db, make_engine
+from trainboard.embedded import EmbeddedWorkers
+from trainboard.store.errors import Conflict, NotFound
+
+log = logging.getLogger("trainboard")
+
+
+class BodySizeLimit:
+    """413 for request bodies over the limit, whether announced by Content-Length or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, 413)
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except TooLarge:
+            await JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, 413)(scope, receive, send)
+
+
+class TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings | None = None, *, workers: int = 0, bind_host: str = "127.0.0.1") -> FastAPI:
+    """The web app and REST API; with `workers` > 0 it also runs that many worker processes."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.ensure_dirs()
+        engine = make_engine(settings.resolved_database_url)
+        init_db(engine)
+        app.state.settings, app.state.engine = settings, engine
+        embedded = EmbeddedWorkers(settings, workers)
+        embedded.start()
+        try:
+            yield
+        finally:
+            embedded.stop()
+            engine.dispose()
+
+    app = FastAPI(title="trainboard", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    upload_limit = max(settings.max_body_bytes, settings.max_upload_bytes + 1024 * 1024)
+    app.add_middleware(BodySizeLimit, max_bytes=upload_limit)
+    allowed = settings.allowed_hosts or (
+        [h.strip("[]") for h in LOOPBACK_HOSTS] + ["[::1]", "testserver"] if bind_host in LOOPBACK_HOSTS else ["*"]
+    )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
+        )
+    _add_error_handlers(app)
+
+    app.include_router(system.public, prefix="/api")
+    protected = [Depends(require_token)]
+    for module in (runs, metrics, events, checkpoints):
+        app.include_router(module.router, prefix="/api", dependencies=protected)
+    app.include_router(system.router, prefix="/api", dependencies=protected)
+    _mount_frontend(app, settings)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotFound)
+    async def not_found(_request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 404)
+
+    @app.exception_handler(Conflict)
+    async def conflict(_request: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 409)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, 422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Anything reaching here is a bug; the client still gets a sentence, the log the traceback.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, 500)
+
+
+def _mount_frontend(app: FastAPI, settings: Settings) -> None:
+    frontend = settings.frontend_dir
+    uplot = frontend / "node_modules" / "uplot" / "dist"
+    if uplot.is_dir():
+        app.mount("/vendor/uplot", StaticFiles(directory=uplot), name="uplot")
+    if (frontend / "index.html").is_file():
+        app.mount("/static", StaticFiles(directory=frontend), name="static")
+
+        @app.get("/", include_in_schema=False)
+        def index() -> Any:
+            return FileResponse(frontend / "index.html", headers={"Cache-Control": "no-cache"})

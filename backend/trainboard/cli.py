@@ -1,0 +1,193 @@
+"""`trainboard` commands: serve, worker, train, submit, runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from trainboard.config import LOOPBACK_HOSTS, Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "home", None):
+        overrides["home"] = Path(args.home)
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url
+    return Settings(**overrides)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from trainboard.app import create_app
+
+    settings = _settings(args)
+    if args.host not in LOOPBACK_HOSTS and not settings.token and not args.insecure:
+        print(
+            f"refusing to listen on {args.host} without a token: set TRAINBOARD_TOKEN, "
+            "or pass --insecure if the network is trusted",
+            file=sys.stderr,
+        )
+        return 2
+    app = create_app(settings, workers=args.workers, bind_host=args.host)
+    # One uvicorn process: the API scales with async handlers and a thread pool, and several
+    # uvicorn workers would leave Nagle on for keep-alive connections (~40 ms stalls).
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    from trainboard.db import init_db, make_engine
+    from trainboard.worker import Worker, resolve_worker_device
+
+    settings = _settings(args)
+    settings.ensure_dirs()
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    try:
+        device = resolve_worker_device(args.device)
+        if device.startswith("cuda"):
+            from trainboard.training.runtime import resolve_device
+
+            resolve_device(device)
+    except RuntimeError as exc:
+        print(f"trainboard worker: {exc}", file=sys.stderr)
+        return 2
+    runner = Worker(settings, engine, device=device)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        runner.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"worker {runner.id} on {device}, database {engine.url.render_as_string(hide_password=True)}", flush=True)
+    runner.serve_forever()
+    return 0
+
+
+def _read_spec(path: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        spec = json.loads(text)
+    except OSError as exc:
+        raise SystemExit(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(spec, dict):
+        raise SystemExit(f"{path} must hold a JSON object (a RunSpec)")
+    return spec
+
+
+def train(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from trainboard.db import init_db, make_engine, session_scope
+    from trainboard.execution import StopFlag, execute_run
+    from trainboard.models import RunStatus
+    from trainboard.store import queue
+    from trainboard.store.runs import create_job_run
+    from trainboard.training.registry import describe_validation_error
+    from trainboard.training.spec import RunSpec
+
+    try:
+        spec = RunSpec.model_validate(_read_spec(args.spec))
+    except ValidationError as exc:
+        print(f"{args.spec}: invalid spec: {describe_validation_error(exc)}", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    settings.ensure_dirs()
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    with session_scope(engine) as session:
+        run = create_job_run(session, spec=spec.model_copy(update={"priority": -1000}))
+        # Claimed by this process at once: foreground runs never wait in the queue.
+        session.flush()
+        run.status, run.attempt, run.worker, run.device = RunStatus.running, 1, f"foreground-{os.getpid()}", spec.device
+        run_id = run.id
+    print(f"run {run_id}: {spec.display_name()} -> {settings.run_dir(run_id)}", flush=True)
+    stop = StopFlag()
+    stop.install_signal_handlers()
+    with session_scope(engine) as session:
+        queue.renew_lease(session, run_id=run_id, attempt=1, lease_seconds=10 * 365 * 86400)
+    status = execute_run(settings, engine, run_id=run_id, attempt=1, device=spec.device, stop=stop)
+    return 0 if status == RunStatus.completed else 1
+
+
+def submit(args: argparse.Namespace) -> int:
+    from trainboard.client import Client, ClientError
+
+    try:
+        run = Client(args.url).submit(_read_spec(args.spec))
+    except ClientError as exc:
+        print(f"trainboard submit: {exc}", file=sys.stderr)
+        return 2
+    print(f"queued run {run['id']}: {run['name']}")
+    return 0
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    from trainboard.client import Client, ClientError
+
+    try:
+        runs = Client(args.url).list_runs(limit=args.limit)
+    except ClientError as exc:
+        print(f"trainboard runs: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'ID':>5}  {'STATUS':<10} {'EPOCH':>9}  {'BEST VAL':>10}  NAME")
+    for run in runs:
+        best = run["summary"].get("best_val_loss")
+        best_text = f"{best:.4g}" if isinstance(best, float) else "-"
+        print(f"{run['id']:>5}  {run['status']:<10} {run['epoch']:>4}/{run['epochs']:<4}  {best_text:>10}  {run['name']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trainboard", description="Experiment tracker and training-job runner for PyTorch")
+    commands = parser.add_subparsers(dest="command", required=True)
+    default_url = os.environ.get("TRAINBOARD_URL", "http://127.0.0.1:8000")
+
+    p = commands.add_parser("serve", help="the web app and REST API, with embedded workers")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="embedded worker processes (0 for none)")
+    p.add_argument("--home", help="data folder (TRAINBOARD_HOME)")
+    p.add_argument("--database-url", help="SQLAlchemy URL (TRAINBOARD_DATABASE_URL)")
+    p.add_argument("--insecure", action="store_true", help="allow a non-loopback host without a token")
+    p.set_defaults(func=serve)
+
+    p = commands.add_parser("worker", help="claim queued runs and execute them")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--home")
+    p.add_argument("--database-url")
+    p.set_defaults(func=worker)
+
+    p = commands.add_parser("train", help="run one spec in the foreground")
+    p.add_argument("spec", help="RunSpec JSON file ('-' for stdin)")
+    p.add_argument("--home")
+    p.add_argument("--database-url")
+    p.set_defaults(func=train)
+
+    p = commands.add_parser("submit", help="queue a run through the REST API")
+    p.add_argument("spec")
+    p.add_argument("--url", default=default_url)
+    p.set_defaults(func=submit)
+
+    p = commands.add_parser("runs", help="list runs through the REST API")
+    p.add_argument("--url", default=default_url)
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=list_runs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command in ("serve", "worker") and args.__dict__.get("workers", 0) < 0:
+        print("--workers must be 0 or more", file=sys.stderr)
+        return 2
+    return int(args.func(args) or 0)

@@ -1,0 +1,38 @@
+"""Worker processes started by `trainboard serve --workers N` and stopped with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+from trainboard.config import Settings
+
+STOP_GRACE_SECONDS = 30
+
+
+class EmbeddedWorkers:
+    def __init__(self, settings: Settings, count: int) -> None:
+        self.settings, self.count = settings, count
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        env = os.environ | {
+            "TRAINBOARD_HOME": str(self.settings.home.resolve()),
+            "TRAINBOARD_DATABASE_URL": self.settings.resolved_database_url,
+        }
+        for _ in range(self.count):
+            self.processes.append(subprocess.Popen([sys.executable, "-m", "trainboard", "worker"], env=env))
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # running runs are requeued at their next step
+        for process in self.processes:
+            try:
+                process.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes = []

@@ -1,0 +1,5 @@
+"""Data access: plain functions, session first, keyword-only, one transaction each, no HTTP types."""
+
+from trainboard.store.errors import Conflict, NotFound, StoreError
+
+__all__ = ["Conflict", "NotFound", "StoreError"]

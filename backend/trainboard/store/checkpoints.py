@@ -1,0 +1,75 @@
+"""Checkpoint rows: the database's mirror of the files a run keeps (files are found only through it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import update
+from sqlmodel import Session, col, delete, select
+
+from trainboard.models import Checkpoint, Run, RunStatus
+from trainboard.store.errors import NotFound
+from trainboard.training.checkpoint import CheckpointEntry
+
+
+def _reserve_seqs(session: Session, *, run_id: int, attempt: int | None, count: int) -> int | None:
+    """Reserve `count` event numbers for changed rows; returns the last, None if the run was lost."""
+    guard = update(Run).where(col(Run.id) == run_id)
+    if attempt is not None:
+        guard = guard.where(col(Run.attempt) == attempt, col(Run.status) == RunStatus.running)
+    row = session.exec(guard.values(checkpoint_seq=Run.checkpoint_seq + count).returning(col(Run.checkpoint_seq))).first()
+    return None if row is None else int(row[0])
+
+
+def sync_checkpoints(session: Session, *, run_id: int, attempt: int | None, entries: list[CheckpointEntry]) -> bool:
+    """Make the run's rows match `entries` (what retention kept); False if the attempt lost the run."""
+    existing = {c.name: c for c in session.exec(select(Checkpoint).where(col(Checkpoint.run_id) == run_id))}
+    changed = [
+        e for e in entries
+        if e.name not in existing or existing[e.name].sha256 != e.sha256 or existing[e.name].is_best != e.is_best
+    ]
+    last_seq = _reserve_seqs(session, run_id=run_id, attempt=attempt, count=len(changed))
+    if last_seq is None:
+        return False
+    # Each changed row gets its own event number, so a live client resumes between any two.
+    seqs = {e.name: last_seq - len(changed) + 1 + i for i, e in enumerate(changed)}
+    kept = {e.name for e in entries}
+    if attempt is not None:  # a worker's list is complete: rows it no longer keeps go
+        gone = [name for name in existing if name not in kept]
+        if gone:
+            session.exec(delete(Checkpoint).where(col(Checkpoint.run_id) == run_id, col(Checkpoint.name).in_(gone)))
+    for entry in entries:
+        row = existing.get(entry.name) or Checkpoint(run_id=run_id, name=entry.name, epoch=entry.epoch, size_bytes=0, sha256="")
+        row.epoch, row.size_bytes, row.sha256 = entry.epoch, entry.size_bytes, entry.sha256
+        row.metrics, row.is_best = dict(entry.metrics), entry.is_best
+        if entry.created_at:
+            row.created_at = datetime.fromtimestamp(entry.created_at, UTC)
+        if entry.name in seqs:
+            row.seq = seqs[entry.name]
+        session.add(row)
+    session.flush()
+    return True
+
+
+def list_checkpoints(session: Session, *, run_id: int) -> list[Checkpoint]:
+    query = select(Checkpoint).where(col(Checkpoint.run_id) == run_id).order_by(col(Checkpoint.epoch))
+    return list(session.exec(query).all())
+
+
+def find_checkpoint(session: Session, *, run_id: int, checkpoint_id: str) -> Checkpoint:
+    """A checkpoint by its id, or `latest` / `best`."""
+    rows = list_checkpoints(session, run_id=run_id)
+    if checkpoint_id == "latest":
+        found = rows[-1] if rows else None
+    elif checkpoint_id == "best":
+        found = next((r for r in rows if r.is_best), None)
+    else:
+        found = next((r for r in rows if r.name == checkpoint_id), None)
+    if found is None:
+        raise NotFound(f"run {run_id} has no checkpoint {checkpoint_id!r}")
+    return found
+
+
+def checkpoints_since(session: Session, *, run_id: int, after_seq: int) -> list[Checkpoint]:
+    query = select(Checkpoint).where(col(Checkpoint.run_id) == run_id, col(Checkpoint.seq) > after_seq)
+    return list(session.exec(query.order_by(col(Checkpoint.seq), col(Checkpoint.epoch))).all())

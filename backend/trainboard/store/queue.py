@@ -1,0 +1,124 @@
+"""The queue in the database: atomic claim, leases, recovery, and the attempt-guarded writes
+a worker makes for the run it holds. Every guarded write matches (run, attempt, running) and
+touches nothing when the run was taken over, so a worker that wakes up late writes nothing."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import bindparam, text, update
+from sqlmodel import Session, col
+
+from trainboard.models import Run, RunKind, RunStatus, utcnow
+
+LOST_WORKER_ERROR = (
+    "The worker running this run stopped responding (process killed or machine lost) and "
+    "the run used up its retries. Resume it to continue from its latest checkpoint."
+)
+
+
+def claim_next_run(session: Session, *, worker_id: str, device: str, lease_seconds: float) -> tuple[int, int] | None:
+    """Take the queued job with the highest priority, then the oldest; None when there is none.
+    Returns (run_id, attempt). Two workers never take the same run."""
+    skip_locked = " FOR UPDATE SKIP LOCKED" if session.get_bind().dialect.name == "postgresql" else ""
+    # On SQLite the whole statement runs under BEGIN IMMEDIATE, so it is atomic by itself.
+    row = session.exec(
+        text(
+            "UPDATE run SET status = 'running', worker = :worker, device = :device, "
+            "attempt = attempt + 1, lease_expires_at = :lease, cancel_requested = :false, "
+            "started_at = COALESCE(started_at, :now), status_seq = status_seq + 1 "
+            "WHERE id = (SELECT id FROM run WHERE status = 'queued' AND kind = 'job' "
+            f"ORDER BY priority DESC, id ASC LIMIT 1{skip_locked}) AND status = 'queued' "
+            "RETURNING id, attempt"
+        ).bindparams(bindparam("now", type_=Run.__table__.c.started_at.type)),
+        params={
+            "worker": worker_id,
+            "device": device,
+            "lease": time.time() + lease_seconds,
+            "now": utcnow(),
+            "false": False,
+        },
+    ).first()
+    return (int(row[0]), int(row[1])) if row else None
+
+
+def _guard(run_id: int, attempt: int) -> Any:
+    return update(Run).where(
+        col(Run.id) == run_id, col(Run.attempt) == attempt, col(Run.status) == RunStatus.running
+    )
+
+
+def renew_lease(session: Session, *, run_id: int, attempt: int, lease_seconds: float) -> bool | None:
+    """Extend the lease; returns whether a cancel was requested, or None if the run was lost."""
+    row = session.exec(
+        _guard(run_id, attempt)
+        .values(lease_expires_at=time.time() + lease_seconds)
+        .returning(col(Run.cancel_requested))
+    ).first()
+    return None if row is None else bool(row[0])
+
+
+def report_progress(
+    session: Session, *, run_id: int, attempt: int, epoch: int, eta_seconds: float | None, summary: dict[str, Any]
+) -> bool:
+    result = session.exec(
+        _guard(run_id, attempt).values(
+            epoch=epoch, eta_seconds=eta_seconds, summary=summary, status_seq=Run.status_seq + 1
+        )
+    )
+    return result.rowcount == 1
+
+
+def finish_run(
+    session: Session,
+    *,
+    run_id: int,
+    attempt: int,
+    status: RunStatus,
+    error: str | None = None,
+    summary: dict[str, Any] | None = None,
+) -> bool:
+    """End the attempt with a final status, or put the run back in the queue (status queued)."""
+    values: dict[str, Any] = {
+        "status": status,
+        "error": error,
+        "lease_expires_at": None,
+        "eta_seconds": None,
+        "status_seq": Run.status_seq + 1,
+    }
+    if status != RunStatus.queued:
+        values["finished_at"] = utcnow()
+    if summary is not None:
+        values["summary"] = summary
+    return session.exec(_guard(run_id, attempt).values(**values)).rowcount == 1
+
+
+def recover_expired_runs(session: Session, *, now: float | None = None) -> list[tuple[int, str]]:
+    """Runs whose worker stopped heartbeating: queued again while retries remain, else failed."""
+    now = time.time() if now is None else now
+    expired = session.exec(
+        update(Run)
+        .where(
+            col(Run.status) == RunStatus.running,
+            col(Run.kind) == RunKind.job,
+            col(Run.lease_expires_at) < now,
+        )
+        .values(lease_expires_at=None)
+        .returning(col(Run.id), col(Run.attempt), col(Run.max_retries))
+    ).all()
+    actions = []
+    for run_id, attempt, max_retries in expired:
+        retry = attempt <= max_retries
+        session.exec(
+            update(Run)
+            .where(col(Run.id) == run_id)
+            .values(
+                status=RunStatus.queued if retry else RunStatus.failed,
+                error=None if retry else LOST_WORKER_ERROR,
+                finished_at=None if retry else utcnow(),
+                status_seq=Run.status_seq + 1,
+            )
+        )
+        actions.append((run_id, "requeued" if retry else "failed"))
+    return actions

@@ -1,0 +1,42 @@
+"""Worker rows: registration, heartbeats, listing; uploaded data set rows."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from trainboard.models import UploadedDataset, Worker, utcnow
+from trainboard.store.errors import Conflict
+
+
+def register_worker(session: Session, *, worker_id: str, host: str, pid: int, device: str) -> Worker:
+    worker = session.get(Worker, worker_id) or Worker(id=worker_id, host=host, pid=pid, device=device)
+    worker.status, worker.run_id, worker.last_heartbeat = "idle", None, utcnow()
+    session.add(worker)
+    session.flush()
+    return worker
+
+
+def heartbeat_worker(session: Session, *, worker_id: str, status: str, run_id: int | None) -> None:
+    worker = session.get(Worker, worker_id)
+    if worker is not None:
+        worker.status, worker.run_id, worker.last_heartbeat = status, run_id, utcnow()
+        session.add(worker)
+
+
+def list_workers(session: Session, *, include_stopped: bool = True) -> list[Worker]:
+    query = select(Worker).order_by(col(Worker.started_at))
+    if not include_stopped:
+        query = query.where(col(Worker.status) != "stopped")
+    return list(session.exec(query).all())
+
+
+def add_upload(session: Session, *, dataset: UploadedDataset) -> UploadedDataset:
+    if session.get(UploadedDataset, dataset.name) is not None:
+        raise Conflict(f"a data set named {dataset.name!r} already exists; choose another name")
+    session.add(dataset)
+    session.flush()
+    return dataset
+
+
+def list_uploads(session: Session) -> list[UploadedDataset]:
+    return list(session.exec(select(UploadedDataset).order_by(col(UploadedDataset.created_at))).all())
