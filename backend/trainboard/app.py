@@ -38,7 +38,9 @@ class BodySizeLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, 413)
+            response = JSONResponse(
+                {"detail": f"request body larger than {self.max_bytes} bytes"}, 413
+            )
             return await response(scope, receive, send)
         seen = 0
 
@@ -53,14 +55,18 @@ class BodySizeLimit:
         try:
             await self.app(scope, limited, send)
         except TooLarge:
-            await JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, 413)(scope, receive, send)
+            await JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, 413)(
+                scope, receive, send
+            )
 
 
 class TooLarge(Exception):
     pass
 
 
-def create_app(settings: Settings | None = None, *, workers: int = 0, bind_host: str = "127.0.0.1") -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, workers: int = 0, bind_host: str = "127.0.0.1"
+) -> FastAPI:
     """The web app and REST API; with `workers` > 0 it also runs that many worker processes."""
     settings = settings or Settings()
 
@@ -83,12 +89,17 @@ def create_app(settings: Settings | None = None, *, workers: int = 0, bind_host:
     upload_limit = max(settings.max_body_bytes, settings.max_upload_bytes + 1024 * 1024)
     app.add_middleware(BodySizeLimit, max_bytes=upload_limit)
     allowed = settings.allowed_hosts or (
-        [h.strip("[]") for h in LOOPBACK_HOSTS] + ["[::1]", "testserver"] if bind_host in LOOPBACK_HOSTS else ["*"]
+        [h.strip("[]") for h in LOOPBACK_HOSTS] + ["[::1]", "testserver"]
+        if bind_host in LOOPBACK_HOSTS
+        else ["*"]
     )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
         )
     _add_error_handlers(app)
 

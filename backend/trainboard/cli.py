@@ -38,7 +38,9 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(settings, workers=args.workers, bind_host=args.host)
     # One uvicorn process: the API scales with async handlers and a thread pool, and several
     # uvicorn workers would leave Nagle on for keep-alive connections (~40 ms stalls).
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5
+    )
     return 0
 
 
@@ -66,7 +68,10 @@ def worker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"worker {runner.id} on {device}, database {engine.url.render_as_string(hide_password=True)}", flush=True)
+    print(
+        f"worker {runner.id} on {device}, database {engine.url.render_as_string(hide_password=True)}",
+        flush=True,
+    )
     runner.serve_forever()
     return 0
 
@@ -78,7 +83,9 @@ def _read_spec(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise SystemExit(f"cannot read {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise SystemExit(
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     if not isinstance(spec, dict):
         raise SystemExit(f"{path} must hold a JSON object (a RunSpec)")
     return spec
@@ -108,7 +115,12 @@ def train(args: argparse.Namespace) -> int:
         run = create_job_run(session, spec=spec.model_copy(update={"priority": -1000}))
         # Claimed by this process at once: foreground runs never wait in the queue.
         session.flush()
-        run.status, run.attempt, run.worker, run.device = RunStatus.running, 1, f"foreground-{os.getpid()}", spec.device
+        run.status, run.attempt, run.worker, run.device = (
+            RunStatus.running,
+            1,
+            f"foreground-{os.getpid()}",
+            spec.device,
+        )
         run_id = run.id
     print(f"run {run_id}: {spec.display_name()} -> {settings.run_dir(run_id)}", flush=True)
     stop = StopFlag()
@@ -143,12 +155,16 @@ def list_runs(args: argparse.Namespace) -> int:
     for run in runs:
         best = run["summary"].get("best_val_loss")
         best_text = f"{best:.4g}" if isinstance(best, float) else "-"
-        print(f"{run['id']:>5}  {run['status']:<10} {run['epoch']:>4}/{run['epochs']:<4}  {best_text:>10}  {run['name']}")
+        print(
+            f"{run['id']:>5}  {run['status']:<10} {run['epoch']:>4}/{run['epochs']:<4}  {best_text:>10}  {run['name']}"
+        )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trainboard", description="Experiment tracker and training-job runner for PyTorch")
+    parser = argparse.ArgumentParser(
+        prog="trainboard", description="Experiment tracker and training-job runner for PyTorch"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     default_url = os.environ.get("TRAINBOARD_URL", "http://127.0.0.1:8000")
 
@@ -158,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="embedded worker processes (0 for none)")
     p.add_argument("--home", help="data folder (TRAINBOARD_HOME)")
     p.add_argument("--database-url", help="SQLAlchemy URL (TRAINBOARD_DATABASE_URL)")
-    p.add_argument("--insecure", action="store_true", help="allow a non-loopback host without a token")
+    p.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback host without a token"
+    )
     p.set_defaults(func=serve)
 
     p = commands.add_parser("worker", help="claim queued runs and execute them")

@@ -1,10 +1,10 @@
 """The Python client: queue runs, and track your own training script as an external run.
 
-    with trainboard.Client("http://127.0.0.1:8000") as client:
-        with client.start_run("my-script", {"lr": 1e-3}) as run:
-            for epoch in range(1, 11):
-                run.log({"train_loss": ..., "val_loss": ...}, step=epoch)
-            run.log_checkpoint("model.pt", epoch=10)
+with trainboard.Client("http://127.0.0.1:8000") as client:
+    with client.start_run("my-script", {"lr": 1e-3}) as run:
+        for epoch in range(1, 11):
+            run.log({"train_loss": ..., "val_loss": ...}, step=epoch)
+        run.log_checkpoint("model.pt", epoch=10)
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ class ClientError(RuntimeError):
 
 
 class Client:
-    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0
+    ) -> None:
         token = token or os.environ.get("TRAINBOARD_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
@@ -51,8 +53,14 @@ class Client:
     def list_runs(self, **filters: Any) -> list[dict[str, Any]]:
         return self.request("GET", "/runs", params=filters)["items"]
 
-    def start_run(self, name: str, params: dict[str, Any] | None = None, tags: list[str] | None = None) -> ExternalRun:
-        run = self.request("POST", "/runs", json={"kind": "external", "name": name, "params": params or {}, "tags": tags or []})
+    def start_run(
+        self, name: str, params: dict[str, Any] | None = None, tags: list[str] | None = None
+    ) -> ExternalRun:
+        run = self.request(
+            "POST",
+            "/runs",
+            json={"kind": "external", "name": name, "params": params or {}, "tags": tags or []},
+        )
         return ExternalRun(self, run["id"])
 
     def close(self) -> None:
@@ -77,7 +85,14 @@ class ExternalRun:
         now = time.time()
         for key, value in metrics.items():
             number = float(value)
-            self.buffer.append({"key": key, "step": int(step), "value": number if math.isfinite(number) else None, "timestamp": now})
+            self.buffer.append(
+                {
+                    "key": key,
+                    "step": int(step),
+                    "value": number if math.isfinite(number) else None,
+                    "timestamp": now,
+                }
+            )
         if len(self.buffer) >= BATCH_POINTS or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self.flush()
 
@@ -93,17 +108,27 @@ class ExternalRun:
         self.flush()
         with Path(path).open("rb") as handle:
             return self.client.request(
-                "POST", f"/runs/{self.id}/checkpoints", files={"file": (Path(path).name, handle)}, data={"epoch": str(epoch)}
+                "POST",
+                f"/runs/{self.id}/checkpoints",
+                files={"file": (Path(path).name, handle)},
+                data={"epoch": str(epoch)},
             )
 
     def finish(self, status: str = "completed", error: str | None = None) -> dict[str, Any]:
         self.flush()
-        return self.client.request("POST", f"/runs/{self.id}/finish", json={"status": status, "error": error})
+        return self.client.request(
+            "POST", f"/runs/{self.id}/finish", json={"status": status, "error": error}
+        )
 
     def __enter__(self) -> ExternalRun:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
         if exc is None:
             self.finish("completed")
         else:

@@ -23,7 +23,9 @@ class EmbeddedWorkers:
             "TRAINBOARD_DATABASE_URL": self.settings.resolved_database_url,
         }
         for _ in range(self.count):
-            self.processes.append(subprocess.Popen([sys.executable, "-m", "trainboard", "worker"], env=env))
+            self.processes.append(
+                subprocess.Popen([sys.executable, "-m", "trainboard", "worker"], env=env)
+            )
 
     def stop(self) -> None:
         for process in self.processes:

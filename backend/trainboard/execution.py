@@ -20,7 +20,14 @@ from trainboard.store.checkpoints import sync_checkpoints
 from trainboard.store.metrics import add_metrics
 from trainboard.store.runs import get_run
 from trainboard.training.checkpoint import CheckpointEntry, CheckpointManager
-from trainboard.training.sinks import ConsoleSink, EpochReport, Exit, FanOut, Outcome, TensorBoardSink
+from trainboard.training.sinks import (
+    ConsoleSink,
+    EpochReport,
+    Exit,
+    FanOut,
+    Outcome,
+    TensorBoardSink,
+)
 from trainboard.training.spec import RunSpec, spec_paths
 
 STEP_FLUSH_SECONDS = 1.0
@@ -61,14 +68,20 @@ class StoreSink:
         summary = report.summary
         self._write(
             lambda s: queue.report_progress(
-                s, run_id=self.run_id, attempt=self.attempt, epoch=report.epoch,
-                eta_seconds=report.eta_seconds, summary=summary,
+                s,
+                run_id=self.run_id,
+                attempt=self.attempt,
+                epoch=report.epoch,
+                eta_seconds=report.eta_seconds,
+                summary=summary,
             )
         )
 
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
         with session_scope(self.engine) as session:
-            if not sync_checkpoints(session, run_id=self.run_id, attempt=self.attempt, entries=entries):
+            if not sync_checkpoints(
+                session, run_id=self.run_id, attempt=self.attempt, entries=entries
+            ):
                 raise RunTakenOver(f"run {self.run_id} attempt {self.attempt} was taken over")
 
     def close(self, outcome: Outcome) -> None:
@@ -106,7 +119,14 @@ EXIT_STATUS = {
 
 
 def execute_run(
-    settings: Settings, engine: Engine, *, run_id: int, attempt: int, device: str, stop: StopFlag, console: bool = True
+    settings: Settings,
+    engine: Engine,
+    *,
+    run_id: int,
+    attempt: int,
+    device: str,
+    stop: StopFlag,
+    console: bool = True,
 ) -> RunStatus | None:
     """Train a claimed run to its end and record how it ended. Returns the final status, or None
     when the run was taken over by another attempt (then nothing more is written)."""
@@ -118,14 +138,30 @@ def execute_run(
     try:
         spec = RunSpec.model_validate(run.spec)
         resume = CheckpointManager(run_dir / "checkpoints", spec.checkpoint).latest_path()
-        print(f"run {run_id} attempt {attempt} on {device}" + (f", resuming from {resume.name}" if resume else ""), flush=True)
-        hparams = {k: v for k, v in spec_paths(spec.model_dump(mode="json")).items() if isinstance(v, int | float | str | bool)}
-        sinks = [StoreSink(engine, run_id, attempt), TensorBoardSink(run_dir / "tensorboard", hparams)]
+        print(
+            f"run {run_id} attempt {attempt} on {device}"
+            + (f", resuming from {resume.name}" if resume else ""),
+            flush=True,
+        )
+        hparams = {
+            k: v
+            for k, v in spec_paths(spec.model_dump(mode="json")).items()
+            if isinstance(v, int | float | str | bool)
+        }
+        sinks = [
+            StoreSink(engine, run_id, attempt),
+            TensorBoardSink(run_dir / "tensorboard", hparams),
+        ]
         if console:
             sinks.append(ConsoleSink(spec.epochs, run.epoch, stream=sys.stdout))
         outcome = train(
-            spec, run_dir=run_dir, sink=FanOut(*sinks), should_stop=stop,
-            resume_from=resume, uploads_dir=settings.uploads_dir, device=device,
+            spec,
+            run_dir=run_dir,
+            sink=FanOut(*sinks),
+            should_stop=stop,
+            resume_from=resume,
+            uploads_dir=settings.uploads_dir,
+            device=device,
         )
         status, error, summary = EXIT_STATUS[outcome.exit], outcome.message or None, outcome.summary
         if outcome.exit is Exit.early_stopped:
@@ -138,7 +174,9 @@ def execute_run(
         traceback.print_exc()
         status, error, summary = RunStatus.failed, f"{type(exc).__name__}: {exc}", None
     with session_scope(engine) as session:
-        if not queue.finish_run(session, run_id=run_id, attempt=attempt, status=status, error=error, summary=summary):
+        if not queue.finish_run(
+            session, run_id=run_id, attempt=attempt, status=status, error=error, summary=summary
+        ):
             return None
     print(f"run {run_id} {status.value}" + (f": {error}" if error else ""), flush=True)
     return status

@@ -37,7 +37,11 @@ class TrainedModel(nn.Module):
         if self.info.task == "classification":
             index = out.argmax(dim=1).numpy()
             classes = self.info.classes
-            return np.asarray(classes)[index] if classes and self.preprocessing.get("kind") == "columns" else index
+            return (
+                np.asarray(classes)[index]
+                if classes and self.preprocessing.get("kind") == "columns"
+                else index
+            )
         return out.squeeze(1).numpy()
 
     def predict_proba(self, raw: Any) -> np.ndarray:
@@ -46,12 +50,20 @@ class TrainedModel(nn.Module):
 
 def load_model(path: str | Path, device: str = "cpu") -> TrainedModel:
     """Rebuild a checkpoint's model from its spec (plugins included), load weights, eval mode."""
-    state = load_checkpoint(path, map_location=device)
+    return load_model_state(load_checkpoint(path, map_location=device), device)
+
+
+def load_model_state(state: dict[str, Any], device: str = "cpu") -> TrainedModel:
+    """`load_model` for a checkpoint dict already in memory."""
     spec = RunSpec.model_validate(state["spec"])
     raw = state["data_info"]
     info = DataInfo(
-        task=raw["task"], modality=raw["modality"], input_shape=tuple(raw["input_shape"]),
-        num_outputs=raw["num_outputs"], classes=raw["classes"], vocab_size=raw["vocab_size"],
+        task=raw["task"],
+        modality=raw["modality"],
+        input_shape=tuple(raw["input_shape"]),
+        num_outputs=raw["num_outputs"],
+        classes=raw["classes"],
+        vocab_size=raw["vocab_size"],
     )
     net = build_model(spec.model, info)
     net.load_state_dict(state["model_state_dict"])

@@ -30,7 +30,13 @@ class RunStatus(StrEnum):
 
 
 FINAL_STATUSES = frozenset(
-    {RunStatus.completed, RunStatus.failed, RunStatus.diverged, RunStatus.cancelled, RunStatus.pruned}
+    {
+        RunStatus.completed,
+        RunStatus.failed,
+        RunStatus.diverged,
+        RunStatus.cancelled,
+        RunStatus.pruned,
+    }
 )
 RESUMABLE_STATUSES = frozenset({RunStatus.failed, RunStatus.cancelled, RunStatus.diverged})
 
@@ -74,7 +80,9 @@ class Run(SQLModel, table=True):
     # Bumped on every write a live-events client must see; they are its resume cursor.
     metric_seq: int = SQLField(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     status_seq: int = SQLField(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    checkpoint_seq: int = SQLField(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    checkpoint_seq: int = SQLField(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0)
+    )
 
 
 class MetricPoint(SQLModel, table=True):
@@ -241,6 +249,8 @@ class Series(BaseModel):
 class MetricsRead(BaseModel):
     run_id: int
     series: dict[str, Series]
+    # Live events from this cursor on carry what came after this read (Last-Event-ID form).
+    cursor: str = "0-0-0-0"
 
 
 class CheckpointPublic(BaseModel):

@@ -42,7 +42,14 @@ def main() -> int:
 
         torch.set_num_threads(settings.torch_threads)
     engine = make_engine(settings.resolved_database_url)
-    execute_run(settings, engine, run_id=job["run_id"], attempt=job["attempt"], device=job["device"], stop=stop)
+    execute_run(
+        settings,
+        engine,
+        run_id=job["run_id"],
+        attempt=job["attempt"],
+        device=job["device"],
+        stop=stop,
+    )
     sys.stdout.flush()
     engine.dispose()
     return 0

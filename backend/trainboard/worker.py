@@ -28,9 +28,17 @@ WORKER_HEARTBEAT_SECONDS = 2.0
 def describe_exit(returncode: int) -> str:
     if returncode < 0:
         name = signal.Signals(-returncode).name
-        hint = " (often out of memory)" if name == "SIGKILL" else " (a crash in native code)" if name == "SIGSEGV" else ""
+        hint = (
+            " (often out of memory)"
+            if name == "SIGKILL"
+            else " (a crash in native code)"
+            if name == "SIGSEGV"
+            else ""
+        )
         return f"The run's process was killed by {name}{hint}; the full log has what it printed."
-    return f"The run's process exited with code {returncode} before recording a result; see the log."
+    return (
+        f"The run's process exited with code {returncode} before recording a result; see the log."
+    )
 
 
 def resolve_worker_device(name: str) -> str:
@@ -46,7 +54,9 @@ class Worker:
     settings: Settings
     engine: Engine
     device: str = "cpu"
-    id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    )
     stopping: threading.Event = field(default_factory=threading.Event)
     _warm: subprocess.Popen[bytes] | None = None
     _last_beat: float = 0.0
@@ -57,7 +67,13 @@ class Worker:
 
     def register(self) -> None:
         with session_scope(self.engine) as session:
-            register_worker(session, worker_id=self.id, host=socket.gethostname(), pid=os.getpid(), device=self.device)
+            register_worker(
+                session,
+                worker_id=self.id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                device=self.device,
+            )
 
     def _beat(self, status: str, run_id: int | None = None, force: bool = False) -> None:
         if force or time.monotonic() - self._last_beat >= WORKER_HEARTBEAT_SECONDS:
@@ -80,7 +96,10 @@ class Worker:
         with session_scope(self.engine) as session:
             queue.recover_expired_runs(session)
             claim = queue.claim_next_run(
-                session, worker_id=self.id, device=self.device, lease_seconds=self.settings.lease_seconds
+                session,
+                worker_id=self.id,
+                device=self.device,
+                lease_seconds=self.settings.lease_seconds,
             )
         if claim is None:
             self._beat("idle")
@@ -104,7 +123,13 @@ class Worker:
         returncode = self._supervise(child, run_id, attempt)
         if returncode != 0:
             with session_scope(self.engine) as session:
-                queue.finish_run(session, run_id=run_id, attempt=attempt, status=RunStatus.failed, error=describe_exit(returncode))
+                queue.finish_run(
+                    session,
+                    run_id=run_id,
+                    attempt=attempt,
+                    status=RunStatus.failed,
+                    error=describe_exit(returncode),
+                )
         self._beat("idle", force=True)
         if not self.stopping.is_set():
             self.prepare_child()
@@ -118,7 +143,12 @@ class Worker:
             except subprocess.TimeoutExpired:
                 pass
             with session_scope(self.engine) as session:
-                cancel = queue.renew_lease(session, run_id=run_id, attempt=attempt, lease_seconds=self.settings.lease_seconds)
+                cancel = queue.renew_lease(
+                    session,
+                    run_id=run_id,
+                    attempt=attempt,
+                    lease_seconds=self.settings.lease_seconds,
+                )
             self._beat("busy", run_id)
             if cancel is None:  # taken over by another worker: this attempt must not go on
                 child.kill()

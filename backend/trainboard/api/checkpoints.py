@@ -28,7 +28,9 @@ def list_run_checkpoints(run: RunDep, session: SessionDep) -> list[CheckpointPub
 
 
 @router.get("/{checkpoint_id}", response_class=FileResponse)
-def download_checkpoint(run: RunDep, checkpoint_id: str, session: SessionDep, settings: SettingsDep, request: Request) -> Response:
+def download_checkpoint(
+    run: RunDep, checkpoint_id: str, session: SessionDep, settings: SettingsDep, request: Request
+) -> Response:
     row = find_checkpoint(session, run_id=run.id, checkpoint_id=checkpoint_id)
     # The file name comes from the database row, and is checked once more before use.
     folder = (settings.run_dir(run.id) / "checkpoints").resolve()
@@ -39,7 +41,10 @@ def download_checkpoint(run: RunDep, checkpoint_id: str, session: SessionDep, se
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
     return FileResponse(
-        path, media_type="application/octet-stream", filename=f"run-{run.id}-{row.name}.pt", headers={"ETag": etag}
+        path,
+        media_type="application/octet-stream",
+        filename=f"run-{run.id}-{row.name}.pt",
+        headers={"ETag": etag},
     )
 
 
@@ -60,6 +65,13 @@ async def upload_checkpoint(
     name = checkpoint_name(epoch)
     path = settings.run_dir(run.id) / "checkpoints" / f"{name}.pt"
     atomic_write(path, lambda handle: handle.write(content))
-    entry = CheckpointEntry(name, epoch, len(content), hashlib.sha256(content).hexdigest(), {}, created_at=path.stat().st_mtime)
+    entry = CheckpointEntry(
+        name,
+        epoch,
+        len(content),
+        hashlib.sha256(content).hexdigest(),
+        {},
+        created_at=path.stat().st_mtime,
+    )
     sync_checkpoints(session, run_id=run.id, attempt=None, entries=[entry])
     return checkpoint_public(find_checkpoint(session, run_id=run.id, checkpoint_id=name))

@@ -33,7 +33,9 @@ def get_session(engine: EngineDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the transaction ends (commits) when the handler returns, before the response
+# is sent; a streamed or file response must never hold SQLite's write lock while it sends.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_path_run(run_id: int, session: SessionDep) -> Run:

@@ -52,15 +52,21 @@ class Cursor:
 
 
 def _sse(event: str, cursor: Cursor, data: Any) -> str:
-    return f"id: {cursor}\nevent: {event}\ndata: {json.dumps(data, default=str, allow_nan=False)}\n\n"
+    return (
+        f"id: {cursor}\nevent: {event}\ndata: {json.dumps(data, default=str, allow_nan=False)}\n\n"
+    )
 
 
-def poll(engine: Engine, settings: Settings, run_id: int, cursor: Cursor) -> tuple[list[str], Cursor, bool]:
+def poll(
+    engine: Engine, settings: Settings, run_id: int, cursor: Cursor
+) -> tuple[list[str], Cursor, bool]:
     """Everything new since `cursor`, as formatted events; and whether the run has ended."""
     events: list[str] = []
     with session_scope(reader(engine)) as session:
         run = get_run(session, run_id=run_id)
-        points = points_since(session, run_id=run_id, after_seq=cursor.metric, limit=MAX_POINTS_PER_EVENT)
+        points = points_since(
+            session, run_id=run_id, after_seq=cursor.metric, limit=MAX_POINTS_PER_EVENT
+        )
         checkpoints = checkpoints_since(session, run_id=run_id, after_seq=cursor.checkpoint)
     if points:
         cursor = replace(cursor, metric=points[-1][4])
@@ -74,7 +80,9 @@ def poll(engine: Engine, settings: Settings, run_id: int, cursor: Cursor) -> tup
         with log_path.open("rb") as handle:
             handle.seek(cursor.log)
             chunk = handle.read(MAX_LOG_BYTES)
-        complete = chunk[: chunk.rfind(b"\n") + 1] or (chunk if len(chunk) == MAX_LOG_BYTES else b"")
+        complete = chunk[: chunk.rfind(b"\n") + 1] or (
+            chunk if len(chunk) == MAX_LOG_BYTES else b""
+        )
         if complete:
             cursor = replace(cursor, log=cursor.log + len(complete))
             lines = complete.decode("utf-8", errors="replace").splitlines()
@@ -97,10 +105,13 @@ async def run_events(
     start = Cursor.parse(last_event_id or request.query_params.get("last_event_id"))
 
     async def stream() -> AsyncIterator[str]:
+        # StreamingResponse cancels this generator when the client disconnects.
         cursor, idle = start, 0.0
         yield "retry: 1000\n\n"
-        while not await request.is_disconnected():
-            events, cursor, ended = await anyio.to_thread.run_sync(poll, engine, settings, run_id, cursor)
+        while True:
+            events, cursor, ended = await anyio.to_thread.run_sync(
+                poll, engine, settings, run_id, cursor
+            )
             for event in events:
                 yield event
             if ended and not events:

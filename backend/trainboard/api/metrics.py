@@ -23,9 +23,12 @@ def read_metrics(
     x_min: Annotated[int | None, Query(ge=-(2**62), le=2**62)] = None,
     x_max: Annotated[int | None, Query(ge=-(2**62), le=2**62)] = None,
 ) -> MetricsRead:
+    cursor = f"{run.metric_seq}-0-0-0"  # read before the points: later ones arrive live
     wanted = [k for k in keys.split(",") if k] if keys else metric_keys(session, run_id=run.id)
-    series = read_series(session, run_id=run.id, keys=wanted, max_points=max_points, x_min=x_min, x_max=x_max)
-    return MetricsRead(run_id=run.id, series=series)
+    series = read_series(
+        session, run_id=run.id, keys=wanted, max_points=max_points, x_min=x_min, x_max=x_max
+    )
+    return MetricsRead(run_id=run.id, series=series, cursor=cursor)
 
 
 @router.post("", status_code=202)

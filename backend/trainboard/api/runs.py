@@ -11,7 +11,15 @@ from fastapi.responses import PlainTextResponse
 from trainboard.api.deps import RunDep, SessionDep, SettingsDep
 from trainboard.api.validation import check_spec_references
 from trainboard.api.views import run_public
-from trainboard.models import ExternalRunCreate, FinishRequest, ResumeRequest, RunCreate, RunList, RunPublic, RunUpdate
+from trainboard.models import (
+    ExternalRunCreate,
+    FinishRequest,
+    ResumeRequest,
+    RunCreate,
+    RunList,
+    RunPublic,
+    RunUpdate,
+)
 from trainboard.store import runs as store
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -20,7 +28,9 @@ MAX_LOG_CHUNK = 1 << 20
 
 
 @router.post("", status_code=201)
-def create_run(body: Annotated[RunCreate, Body()], session: SessionDep, settings: SettingsDep) -> RunPublic:
+def create_run(
+    body: Annotated[RunCreate, Body()], session: SessionDep, settings: SettingsDep
+) -> RunPublic:
     if isinstance(body, ExternalRunCreate):
         run = store.create_external_run(session, request=body)
     else:
@@ -49,7 +59,9 @@ def read_run(run: RunDep, settings: SettingsDep) -> RunPublic:
 
 
 @router.patch("/{run_id}")
-def update_run(run: RunDep, changes: RunUpdate, session: SessionDep, settings: SettingsDep) -> RunPublic:
+def update_run(
+    run: RunDep, changes: RunUpdate, session: SessionDep, settings: SettingsDep
+) -> RunPublic:
     return run_public(store.update_run(session, run_id=run.id, changes=changes), settings)
 
 
@@ -60,15 +72,23 @@ def cancel_run(run: RunDep, session: SessionDep, settings: SettingsDep) -> RunPu
 
 @router.post("/{run_id}/resume", status_code=202)
 def resume_run(
-    run: RunDep, session: SessionDep, settings: SettingsDep, body: Annotated[ResumeRequest | None, Body()] = None
+    run: RunDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: Annotated[ResumeRequest | None, Body()] = None,
 ) -> RunPublic:
     epochs = body.epochs if body else None
     return run_public(store.resume_run(session, run_id=run.id, epochs=epochs), settings)
 
 
 @router.post("/{run_id}/finish")
-def finish_run(run: RunDep, body: FinishRequest, session: SessionDep, settings: SettingsDep) -> RunPublic:
-    return run_public(store.finish_external_run(session, run_id=run.id, status=body.status, error=body.error), settings)
+def finish_run(
+    run: RunDep, body: FinishRequest, session: SessionDep, settings: SettingsDep
+) -> RunPublic:
+    return run_public(
+        store.finish_external_run(session, run_id=run.id, status=body.status, error=body.error),
+        settings,
+    )
 
 
 @router.delete("/{run_id}", status_code=204)
@@ -91,5 +111,6 @@ def read_logs(
         handle.seek(min(offset, size))
         chunk = handle.read(MAX_LOG_CHUNK)
     return PlainTextResponse(
-        chunk.decode("utf-8", errors="replace"), headers={"X-Log-Size": str(size), "X-Next-Offset": str(min(offset, size) + len(chunk))}
+        chunk.decode("utf-8", errors="replace"),
+        headers={"X-Log-Size": str(size), "X-Next-Offset": str(min(offset, size) + len(chunk))},
     )

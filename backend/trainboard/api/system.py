@@ -32,21 +32,30 @@ def live_worker_count(session: Session, lease_seconds: float) -> int:
     from trainboard.models import utcnow
 
     fresh = utcnow() - timedelta(seconds=max(10.0, 3 * lease_seconds))
-    return sum(1 for w in list_workers(session) if w.status != "stopped" and w.last_heartbeat >= fresh)
+    return sum(
+        1 for w in list_workers(session) if w.status != "stopped" and w.last_heartbeat >= fresh
+    )
 
 
 @public.get("/health")
 def health(session: SessionDep, settings: SettingsDep) -> Health:
-    return Health(status="ok", version=__version__, workers=live_worker_count(session, settings.lease_seconds))
+    return Health(
+        status="ok", version=__version__, workers=live_worker_count(session, settings.lease_seconds)
+    )
 
 
 @router.get("/catalog")
 def catalog(session: SessionDep) -> dict:
     uploads = [
         {
-            "name": u.name, "task": u.task, "input_shape": [len(u.columns)], "num_classes": None,
-            "description": f"uploaded CSV: {u.rows} rows, target {u.target!r}", "params": {"type": "object", "properties": {}},
-            "modality": "tabular", "uploaded": True,
+            "name": u.name,
+            "task": u.task,
+            "input_shape": [len(u.columns)],
+            "num_classes": None,
+            "description": f"uploaded CSV: {u.rows} rows, target {u.target!r}",
+            "params": {"type": "object", "properties": {}},
+            "modality": "tabular",
+            "uploaded": True,
         }
         for u in list_uploads(session)
     ]
@@ -80,7 +89,9 @@ async def upload_dataset(
     try:
         table = read_csv(content, max_columns=settings.max_upload_columns)
         if target not in table.data:
-            raise TableError(f"there is no column named {target!r}; columns are: {', '.join(table.columns)}")
+            raise TableError(
+                f"there is no column named {target!r}; columns are: {', '.join(table.columns)}"
+            )
         task = task or infer_task(table.data[target])
         check_target(table, target, task)
     except TableError as exc:
@@ -88,17 +99,28 @@ async def upload_dataset(
     features = [c for c in table.columns if c != target]
     row = add_upload(
         session,
-        dataset=UploadedDataset(name=name, task=task, rows=table.rows, columns=features, target=target, size_bytes=len(content)),
+        dataset=UploadedDataset(
+            name=name,
+            task=task,
+            rows=table.rows,
+            columns=features,
+            target=target,
+            size_bytes=len(content),
+        ),
     )
     csv_path, meta_path = upload_paths(settings.uploads_dir, name)
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     csv_path.write_bytes(content)
     meta_path.write_text(json.dumps({"target": target, "task": task}))
-    return DatasetPublic(name=row.name, task=row.task, rows=row.rows, columns=row.columns, target=row.target)
+    return DatasetPublic(
+        name=row.name, task=row.task, rows=row.rows, columns=row.columns, target=row.target
+    )
 
 
 def _unprocessable(field: str, message: str, value: object) -> HTTPException:
-    return HTTPException(422, [{"type": "value_error", "loc": ["body", field], "msg": message, "input": value}])
+    return HTTPException(
+        422, [{"type": "value_error", "loc": ["body", field], "msg": message, "input": value}]
+    )
 
 
 @router.get("/workers")

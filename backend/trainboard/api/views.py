@@ -22,11 +22,18 @@ def folder_bytes(folder: Path) -> int:
 
 def run_public(run: Run, settings: Settings) -> RunPublic:
     data = run.model_dump()
-    return RunPublic.model_validate({**data, "disk_bytes": folder_bytes(settings.run_dir(run.id or 0))})
+    return RunPublic.model_validate(
+        {**data, "disk_bytes": folder_bytes(settings.run_dir(run.id or 0))}
+    )
 
 
 def checkpoint_public(row: Checkpoint) -> CheckpointPublic:
     return CheckpointPublic(
-        id=row.name, epoch=row.epoch, size_bytes=row.size_bytes, sha256=row.sha256,
-        metrics=row.metrics, is_best=row.is_best, created_at=row.created_at,
+        id=row.name,
+        epoch=row.epoch,
+        size_bytes=row.size_bytes,
+        sha256=row.sha256,
+        metrics=row.metrics,
+        is_best=row.is_best,
+        created_at=row.created_at,
     )

@@ -17,16 +17,25 @@ def _reserve_seqs(session: Session, *, run_id: int, attempt: int | None, count: 
     guard = update(Run).where(col(Run.id) == run_id)
     if attempt is not None:
         guard = guard.where(col(Run.attempt) == attempt, col(Run.status) == RunStatus.running)
-    row = session.exec(guard.values(checkpoint_seq=Run.checkpoint_seq + count).returning(col(Run.checkpoint_seq))).first()
+    row = session.exec(
+        guard.values(checkpoint_seq=Run.checkpoint_seq + count).returning(col(Run.checkpoint_seq))
+    ).first()
     return None if row is None else int(row[0])
 
 
-def sync_checkpoints(session: Session, *, run_id: int, attempt: int | None, entries: list[CheckpointEntry]) -> bool:
+def sync_checkpoints(
+    session: Session, *, run_id: int, attempt: int | None, entries: list[CheckpointEntry]
+) -> bool:
     """Make the run's rows match `entries` (what retention kept); False if the attempt lost the run."""
-    existing = {c.name: c for c in session.exec(select(Checkpoint).where(col(Checkpoint.run_id) == run_id))}
+    existing = {
+        c.name: c for c in session.exec(select(Checkpoint).where(col(Checkpoint.run_id) == run_id))
+    }
     changed = [
-        e for e in entries
-        if e.name not in existing or existing[e.name].sha256 != e.sha256 or existing[e.name].is_best != e.is_best
+        e
+        for e in entries
+        if e.name not in existing
+        or existing[e.name].sha256 != e.sha256
+        or existing[e.name].is_best != e.is_best
     ]
     last_seq = _reserve_seqs(session, run_id=run_id, attempt=attempt, count=len(changed))
     if last_seq is None:
@@ -37,9 +46,15 @@ def sync_checkpoints(session: Session, *, run_id: int, attempt: int | None, entr
     if attempt is not None:  # a worker's list is complete: rows it no longer keeps go
         gone = [name for name in existing if name not in kept]
         if gone:
-            session.exec(delete(Checkpoint).where(col(Checkpoint.run_id) == run_id, col(Checkpoint.name).in_(gone)))
+            session.exec(
+                delete(Checkpoint).where(
+                    col(Checkpoint.run_id) == run_id, col(Checkpoint.name).in_(gone)
+                )
+            )
     for entry in entries:
-        row = existing.get(entry.name) or Checkpoint(run_id=run_id, name=entry.name, epoch=entry.epoch, size_bytes=0, sha256="")
+        row = existing.get(entry.name) or Checkpoint(
+            run_id=run_id, name=entry.name, epoch=entry.epoch, size_bytes=0, sha256=""
+        )
         row.epoch, row.size_bytes, row.sha256 = entry.epoch, entry.size_bytes, entry.sha256
         row.metrics, row.is_best = dict(entry.metrics), entry.is_best
         if entry.created_at:
@@ -52,7 +67,9 @@ def sync_checkpoints(session: Session, *, run_id: int, attempt: int | None, entr
 
 
 def list_checkpoints(session: Session, *, run_id: int) -> list[Checkpoint]:
-    query = select(Checkpoint).where(col(Checkpoint.run_id) == run_id).order_by(col(Checkpoint.epoch))
+    query = (
+        select(Checkpoint).where(col(Checkpoint.run_id) == run_id).order_by(col(Checkpoint.epoch))
+    )
     return list(session.exec(query).all())
 
 
@@ -71,5 +88,7 @@ def find_checkpoint(session: Session, *, run_id: int, checkpoint_id: str) -> Che
 
 
 def checkpoints_since(session: Session, *, run_id: int, after_seq: int) -> list[Checkpoint]:
-    query = select(Checkpoint).where(col(Checkpoint.run_id) == run_id, col(Checkpoint.seq) > after_seq)
+    query = select(Checkpoint).where(
+        col(Checkpoint.run_id) == run_id, col(Checkpoint.seq) > after_seq
+    )
     return list(session.exec(query.order_by(col(Checkpoint.seq), col(Checkpoint.epoch))).all())

@@ -22,7 +22,9 @@ _UPSERT = (
 Point = tuple[str, int, float | None, float | None]  # key, step, value, timestamp
 
 
-def add_metrics(session: Session, *, run_id: int, points: Sequence[Point], attempt: int | None = None) -> bool:
+def add_metrics(
+    session: Session, *, run_id: int, points: Sequence[Point], attempt: int | None = None
+) -> bool:
     """Write `points` in this transaction; the same (key, step) again replaces the value.
 
     With `attempt`, the write is refused (False) unless that attempt still holds the run.
@@ -34,7 +36,9 @@ def add_metrics(session: Session, *, run_id: int, points: Sequence[Point], attem
         guard = guard.where(col(Run.attempt) == attempt, col(Run.status) == RunStatus.running)
     # Reserving the sequence numbers locks the run's row until commit, so points commit in
     # sequence order and a live reader that has seen seq N never misses a point below N.
-    row = session.exec(guard.values(metric_seq=Run.metric_seq + len(points)).returning(col(Run.metric_seq))).first()
+    row = session.exec(
+        guard.values(metric_seq=Run.metric_seq + len(points)).returning(col(Run.metric_seq))
+    ).first()
     if row is None:
         if attempt is None:
             raise NotFound(f"run {run_id} does not exist")
@@ -42,7 +46,14 @@ def add_metrics(session: Session, *, run_id: int, points: Sequence[Point], attem
     first_seq = int(row[0]) - len(points) + 1
     now = time.time()
     rows = [
-        (run_id, key, step, None if value is None or math.isnan(value) else value, ts or now, first_seq + i)
+        (
+            run_id,
+            key,
+            step,
+            None if value is None or math.isnan(value) else value,
+            ts or now,
+            first_seq + i,
+        )
         for i, (key, step, value, ts) in enumerate(points)
     ]
     connection = session.connection()
@@ -52,7 +63,9 @@ def add_metrics(session: Session, *, run_id: int, points: Sequence[Point], attem
     return True
 
 
-def points_since(session: Session, *, run_id: int, after_seq: int, limit: int) -> list[tuple[str, int, float | None, float, int]]:
+def points_since(
+    session: Session, *, run_id: int, after_seq: int, limit: int
+) -> list[tuple[str, int, float | None, float, int]]:
     rows = session.exec(
         text(
             "SELECT key, step, value, timestamp, seq FROM metric_point "
@@ -64,7 +77,10 @@ def points_since(session: Session, *, run_id: int, after_seq: int, limit: int) -
 
 
 def metric_keys(session: Session, *, run_id: int) -> list[str]:
-    rows = session.exec(text("SELECT DISTINCT key FROM metric_point WHERE run_id = :run ORDER BY key"), params={"run": run_id})
+    rows = session.exec(
+        text("SELECT DISTINCT key FROM metric_point WHERE run_id = :run ORDER BY key"),
+        params={"run": run_id},
+    )
     return [r[0] for r in rows]
 
 
@@ -81,20 +97,34 @@ def read_series(
     and each bucket keeps its first, last, minimum and maximum points and its first NaN."""
     out: dict[str, Series] = {}
     for key in keys:
-        params = {"run": run_id, "key": key, "lo": x_min if x_min is not None else -(2**62), "hi": x_max if x_max is not None else 2**62}
+        params = {
+            "run": run_id,
+            "key": key,
+            "lo": x_min if x_min is not None else -(2**62),
+            "hi": x_max if x_max is not None else 2**62,
+        }
         where = "run_id = :run AND key = :key AND step BETWEEN :lo AND :hi"
         count, nulls, lo, hi = session.exec(
-            text(f"SELECT COUNT(*), COUNT(*) - COUNT(value), MIN(step), MAX(step) FROM metric_point WHERE {where}"),
+            text(
+                f"SELECT COUNT(*), COUNT(*) - COUNT(value), MIN(step), MAX(step) FROM metric_point WHERE {where}"
+            ),
             params=params,
         ).one()
         if not count:
             continue
         if count <= max_points:
-            rows = session.exec(text(f"SELECT step, value, timestamp FROM metric_point WHERE {where} ORDER BY step"), params=params).all()
+            rows = session.exec(
+                text(
+                    f"SELECT step, value, timestamp FROM metric_point WHERE {where} ORDER BY step"
+                ),
+                params=params,
+            ).all()
         else:
             buckets = max(1, max_points // 5)  # up to 5 points a bucket: first, last, min, max, NaN
             width = max(1, -(-(hi - lo + 1) // buckets))
-            rows = _bucket_extremes(session, where, {**params, "lo": lo, "width": width}, with_nulls=nulls > 0)
+            rows = _bucket_extremes(
+                session, where, {**params, "lo": lo, "width": width}, with_nulls=nulls > 0
+            )
         out[key] = Series(
             steps=[int(r[0]) for r in rows],
             values=[r[1] if r[1] is None or math.isfinite(r[1]) else None for r in rows],
@@ -103,7 +133,9 @@ def read_series(
     return out
 
 
-def _bucket_extremes(session: Session, where: str, params: dict[str, Any], *, with_nulls: bool) -> list[Any]:
+def _bucket_extremes(
+    session: Session, where: str, params: dict[str, Any], *, with_nulls: bool
+) -> list[Any]:
     bucket = "(step - :lo) / :width"
     if session.get_bind().dialect.name == "sqlite":
         # SQLite fills bare columns from the row that holds the single MIN()/MAX() aggregate.
@@ -114,7 +146,9 @@ def _bucket_extremes(session: Session, where: str, params: dict[str, Any], *, wi
             f"SELECT step, MAX(value), timestamp FROM metric_point WHERE {where} AND value IS NOT NULL GROUP BY {bucket}",
         ]
         if with_nulls:
-            picks.append(f"SELECT MIN(step), value, timestamp FROM metric_point WHERE {where} AND value IS NULL GROUP BY {bucket}")
+            picks.append(
+                f"SELECT MIN(step), value, timestamp FROM metric_point WHERE {where} AND value IS NULL GROUP BY {bucket}"
+            )
     else:
         orders = ["step", "step DESC", "value ASC, step", "value DESC, step"]
         filters = ["", "", " AND value IS NOT NULL", " AND value IS NOT NULL"]
@@ -137,8 +171,17 @@ def require_writable(run: Run | None, run_id: int) -> Run:
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
     if run.kind != "external":
-        raise Conflict("metrics of a queued run are written by its worker; create an external run to log your own")
+        raise Conflict(
+            "metrics of a queued run are written by its worker; create an external run to log your own"
+        )
     return run
 
 
-__all__ = ["MetricPoint", "add_metrics", "metric_keys", "points_since", "read_series", "require_writable"]
+__all__ = [
+    "MetricPoint",
+    "add_metrics",
+    "metric_keys",
+    "points_since",
+    "read_series",
+    "require_writable",
+]

@@ -18,10 +18,14 @@ LOST_WORKER_ERROR = (
 )
 
 
-def claim_next_run(session: Session, *, worker_id: str, device: str, lease_seconds: float) -> tuple[int, int] | None:
+def claim_next_run(
+    session: Session, *, worker_id: str, device: str, lease_seconds: float
+) -> tuple[int, int] | None:
     """Take the queued job with the highest priority, then the oldest; None when there is none.
     Returns (run_id, attempt). Two workers never take the same run."""
-    skip_locked = " FOR UPDATE SKIP LOCKED" if session.get_bind().dialect.name == "postgresql" else ""
+    skip_locked = (
+        " FOR UPDATE SKIP LOCKED" if session.get_bind().dialect.name == "postgresql" else ""
+    )
     # On SQLite the whole statement runs under BEGIN IMMEDIATE, so it is atomic by itself.
     row = session.exec(
         text(
@@ -49,7 +53,9 @@ def _guard(run_id: int, attempt: int) -> Any:
     )
 
 
-def renew_lease(session: Session, *, run_id: int, attempt: int, lease_seconds: float) -> bool | None:
+def renew_lease(
+    session: Session, *, run_id: int, attempt: int, lease_seconds: float
+) -> bool | None:
     """Extend the lease; returns whether a cancel was requested, or None if the run was lost."""
     row = session.exec(
         _guard(run_id, attempt)
@@ -60,7 +66,13 @@ def renew_lease(session: Session, *, run_id: int, attempt: int, lease_seconds: f
 
 
 def report_progress(
-    session: Session, *, run_id: int, attempt: int, epoch: int, eta_seconds: float | None, summary: dict[str, Any]
+    session: Session,
+    *,
+    run_id: int,
+    attempt: int,
+    epoch: int,
+    eta_seconds: float | None,
+    summary: dict[str, Any],
 ) -> bool:
     result = session.exec(
         _guard(run_id, attempt).values(

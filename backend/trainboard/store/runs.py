@@ -90,7 +90,10 @@ def list_runs(
     if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
-            or_(col(Run.name).ilike(pattern, escape="\\"), col(Run.notes).ilike(pattern, escape="\\"))
+            or_(
+                col(Run.name).ilike(pattern, escape="\\"),
+                col(Run.notes).ilike(pattern, escape="\\"),
+            )
         )
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(col(Run.id).desc()).limit(limit).offset(offset)).all()

@@ -8,8 +8,12 @@ from trainboard.models import UploadedDataset, Worker, utcnow
 from trainboard.store.errors import Conflict
 
 
-def register_worker(session: Session, *, worker_id: str, host: str, pid: int, device: str) -> Worker:
-    worker = session.get(Worker, worker_id) or Worker(id=worker_id, host=host, pid=pid, device=device)
+def register_worker(
+    session: Session, *, worker_id: str, host: str, pid: int, device: str
+) -> Worker:
+    worker = session.get(Worker, worker_id) or Worker(
+        id=worker_id, host=host, pid=pid, device=device
+    )
     worker.status, worker.run_id, worker.last_heartbeat = "idle", None, utcnow()
     session.add(worker)
     session.flush()
@@ -39,4 +43,6 @@ def add_upload(session: Session, *, dataset: UploadedDataset) -> UploadedDataset
 
 
 def list_uploads(session: Session) -> list[UploadedDataset]:
-    return list(session.exec(select(UploadedDataset).order_by(col(UploadedDataset.created_at))).all())
+    return list(
+        session.exec(select(UploadedDataset).order_by(col(UploadedDataset.created_at))).all()
+    )

@@ -65,7 +65,9 @@ def load_checkpoint(path: Path | str, map_location: Any = "cpu") -> dict[str, An
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{Path(path).name} is not a readable trainboard checkpoint: {exc}") from None
+        raise ValueError(
+            f"{Path(path).name} is not a readable trainboard checkpoint: {exc}"
+        ) from None
     if not isinstance(state, dict) or "model_state_dict" not in state:
         raise ValueError(f"{Path(path).name} is not a trainboard checkpoint (no model_state_dict)")
     return state
@@ -91,13 +93,20 @@ class CheckpointManager:
             return math.inf  # a NaN or missing metric is never best
         return value if self.policy.mode == "min" else -value
 
-    def save(self, state: dict[str, Any], *, epoch: int, metrics: dict[str, float | None]) -> list[CheckpointEntry]:
+    def save(
+        self, state: dict[str, Any], *, epoch: int, metrics: dict[str, float | None]
+    ) -> list[CheckpointEntry]:
         """Write the checkpoint of `epoch`, apply retention, and return the entries kept."""
         name = checkpoint_name(epoch)
         path = self.folder / f"{name}.pt"
         atomic_write(path, lambda handle: torch.save(state, handle))
         entry = CheckpointEntry(
-            name, epoch, path.stat().st_size, file_sha256(path), dict(metrics), created_at=path.stat().st_mtime
+            name,
+            epoch,
+            path.stat().st_size,
+            file_sha256(path),
+            dict(metrics),
+            created_at=path.stat().st_mtime,
         )
         self.entries = [e for e in self.entries if e.epoch < epoch] + [entry]
         self._retain()

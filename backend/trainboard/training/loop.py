@@ -1,16 +1,16 @@
 """THE training loop: every run goes through `train`, queued or foreground or scikit-learn.
 
-    setup: seed, data, model, optimizer, schedule, precision, (resume from a checkpoint)
-    for epoch in start+1 .. epochs:
-        train:  for each batch of a (seed, epoch)-shuffled order:
-                    zero_grad → forward (autocast) → loss → backward → grad norm → clip
-                    → step → per-step schedule → every log_every_steps: sync, NaN check, log
-                    → stop check (cancel / interrupt) after every step
-        eval:   validation loss and accuracy under inference_mode
-        report: epoch metrics → sinks; per-epoch / plateau schedule
-        keep:   checkpoint (retention by recency and monitor); early stopping
-    Every exit returns an Outcome saying why: completed, early_stopped, cancelled, interrupted,
-    diverged.
+setup: seed, data, model, optimizer, schedule, precision, (resume from a checkpoint)
+for epoch in start+1 .. epochs:
+    train:  for each batch of a (seed, epoch)-shuffled order:
+                zero_grad → forward (autocast) → loss → backward → grad norm → clip
+                → step → per-step schedule → every log_every_steps: sync, NaN check, log
+                → stop check (cancel / interrupt) after every step
+    eval:   validation loss and accuracy under inference_mode
+    report: epoch metrics → sinks; per-epoch / plateau schedule
+    keep:   checkpoint (retention by recency and monitor); early stopping
+Every exit returns an Outcome saying why: completed, early_stopped, cancelled, interrupted,
+diverged.
 """
 
 from __future__ import annotations
@@ -24,11 +24,18 @@ import torch
 from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 
 from trainboard.training.checkpoint import CheckpointManager, load_checkpoint
-from trainboard.training.data import prepare_data
+from trainboard.training.data import RawData, prepare_data
 from trainboard.training.models import build_loss, build_model
 from trainboard.training.optim import build_optimizer, build_schedule
 from trainboard.training.progress import Progress, evaluate
-from trainboard.training.runtime import Precision, capture_rng, epoch_order, resolve_device, restore_rng, seed_everything
+from trainboard.training.runtime import (
+    Precision,
+    capture_rng,
+    epoch_order,
+    resolve_device,
+    restore_rng,
+    seed_everything,
+)
 from trainboard.training.sinks import EpochReport, Exit, MemorySink, Outcome, Sink
 from trainboard.training.spec import RunSpec
 
@@ -44,13 +51,15 @@ def train(
     resume_from: Path | None = None,
     uploads_dir: Path | None = None,
     device: str | None = None,
+    raw_data: RawData | None = None,
 ) -> Outcome:
-    """Train `spec` to the end (or to a stop), reporting through `sink`; returns why it ended."""
+    """Train `spec` to the end (or to a stop), reporting through `sink`; returns why it ended.
+    `raw_data` replaces the spec's data set (the scikit-learn estimators pass their arrays)."""
     sink = sink or MemorySink()
     # --- setup
     dev = resolve_device(device if device and spec.device == "auto" else spec.device)
     seed_everything(spec.seed, spec.deterministic)
-    data = prepare_data(spec.dataset, seed=spec.seed, uploads_dir=uploads_dir)
+    data = prepare_data(spec.dataset, seed=spec.seed, uploads_dir=uploads_dir, raw=raw_data)
     model = build_model(spec.model, data.info).to(dev)
     loss_fn = build_loss(data.info.task, spec.loss)
     optimizer = build_optimizer(model, spec.optimizer)
@@ -60,7 +69,9 @@ def train(
         n_train = min(n_train, spec.overfit_batches * batch)
     # A trailing batch of one sample is dropped: BatchNorm cannot train on it.
     starts = [s for s in range(0, n_train, batch) if n_train - s > 1 or s == 0]
-    schedule = build_schedule(optimizer, spec.scheduler, epochs=spec.epochs, steps_per_epoch=len(starts))
+    schedule = build_schedule(
+        optimizer, spec.scheduler, epochs=spec.epochs, steps_per_epoch=len(starts)
+    )
     precision = Precision.resolve(spec.amp, dev)
     checkpoints = CheckpointManager(run_dir / "checkpoints", spec.checkpoint)
     progress = Progress(spec)
@@ -148,7 +159,10 @@ def train(
 
         # --- eval
         seen = len(starts) and min(n_train, starts[-1] + batch)
-        metrics = {"train_loss": loss_sum.item() / seen, "grad_norm": sum(grad_norms) / len(grad_norms)}
+        metrics = {
+            "train_loss": loss_sum.item() / seen,
+            "grad_norm": sum(grad_norms) / len(grad_norms),
+        }
         if classify:
             metrics["train_accuracy"] = correct.item() / seen
         metrics |= evaluate(model, loss_fn, x_val, y_val, precision, classify, batch)
@@ -161,7 +175,11 @@ def train(
         # --- report
         schedule.step_after_epoch(metrics["val_loss"])
         progress.end_epoch(epoch, metrics)
-        sink.log_epoch(EpochReport(epoch, spec.epochs, metrics, progress.eta_seconds(epoch), model, progress.summary()))
+        sink.log_epoch(
+            EpochReport(
+                epoch, spec.epochs, metrics, progress.eta_seconds(epoch), model, progress.summary()
+            )
+        )
 
         # --- keep: checkpoint after the metrics are logged, so a crash in between re-runs the
         # epoch (its points are replaced) instead of skipping its metrics forever.

@@ -69,7 +69,9 @@ OPTIMIZERS.add(
     )
 )
 OPTIMIZERS.add(
-    Plugin("rmsprop", "RMSprop", lambda g, lr, o: torch.optim.RMSprop(g, lr=lr, **o), RMSpropOptions)
+    Plugin(
+        "rmsprop", "RMSprop", lambda g, lr, o: torch.optim.RMSprop(g, lr=lr, **o), RMSpropOptions
+    )
 )
 
 
@@ -165,9 +167,13 @@ class PlateauOptions(Options):
 SCHEDULERS = Registry("scheduler")
 SCHEDULERS.add(Plugin("none", "constant learning rate", lambda *a: None, info={"cadence": "never"}))
 SCHEDULERS.add(Plugin("step", "multiply by gamma every step_size epochs", None, StepOptions))
-SCHEDULERS.add(Plugin("multistep", "multiply by gamma at each milestone epoch", None, MultiStepOptions))
+SCHEDULERS.add(
+    Plugin("multistep", "multiply by gamma at each milestone epoch", None, MultiStepOptions)
+)
 SCHEDULERS.add(Plugin("exponential", "multiply by gamma every epoch", None, ExponentialOptions))
-SCHEDULERS.add(Plugin("cosine", "cosine annealing to eta_min, optional warmup", None, CosineOptions))
+SCHEDULERS.add(
+    Plugin("cosine", "cosine annealing to eta_min, optional warmup", None, CosineOptions)
+)
 SCHEDULERS.add(Plugin("onecycle", "one-cycle policy, stepped every batch", None, OneCycleOptions))
 SCHEDULERS.add(Plugin("plateau", "reduce on val_loss plateau", None, PlateauOptions))
 

@@ -45,16 +45,26 @@ class Progress:
         losses, norms = [v[0] for v in values], [v[1] for v in values]
         first_step = self.global_step - len(window) + 1
         for offset, (loss, norm) in enumerate(values):
-            bad = "loss" if not math.isfinite(loss) else "gradient norm" if check_grads and not math.isfinite(norm) else None
+            bad = (
+                "loss"
+                if not math.isfinite(loss)
+                else "gradient norm"
+                if check_grads and not math.isfinite(norm)
+                else None
+            )
             if bad:
-                self.mark_diverged(epoch=self.epoch + 1, what=f"the {bad}", step=first_step + offset)
+                self.mark_diverged(
+                    epoch=self.epoch + 1, what=f"the {bad}", step=first_step + offset
+                )
                 break
         return losses, norms
 
     def mark_diverged(self, *, epoch: int, what: str, step: int | None = None) -> None:
         self.diverged = True
         where = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
-        self.divergence = f"Training diverged at {where}: {what} became NaN or infinite. {DIVERGENCE_HINT}"
+        self.divergence = (
+            f"Training diverged at {where}: {what} became NaN or infinite. {DIVERGENCE_HINT}"
+        )
 
     # --- epochs
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -83,7 +93,11 @@ class Progress:
 
     # --- results
     def summary(self) -> dict[str, Any]:
-        return {"best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss, **self.last_metrics}
+        return {
+            "best_epoch": self.best_epoch,
+            "best_val_loss": self.best_val_loss,
+            **self.last_metrics,
+        }
 
     def message(self, exit: Exit) -> str:
         if exit is Exit.diverged:
@@ -93,7 +107,16 @@ class Progress:
             return f"Stopped early: {rule.monitor if rule else 'metric'} did not improve for {self.bad_epochs} epochs."
         return ""
 
-    _SAVED = ("epoch", "global_step", "best_epoch", "best_val_loss", "stop_best", "bad_epochs", "last_metrics", "epoch_seconds")
+    _SAVED = (
+        "epoch",
+        "global_step",
+        "best_epoch",
+        "best_val_loss",
+        "stop_best",
+        "bad_epochs",
+        "last_metrics",
+        "epoch_seconds",
+    )
 
     def state_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._SAVED}

@@ -21,7 +21,9 @@ def resolve_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             raise RuntimeError(f"device {name!r} was asked for but CUDA is not available here")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise RuntimeError(f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s)")
+            raise RuntimeError(
+                f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s)"
+            )
     return device
 
 
@@ -92,7 +94,13 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
     n = state["numpy"]
     np.random.set_state(
-        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
     )
     p = state["python"]
     random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss"]))

@@ -113,9 +113,13 @@ class TensorBoardSink:
             self.writer.add_scalar(key, value, report.epoch)
         if self.histogram_every and (report.epoch == 1 or report.epoch % self.histogram_every == 0):
             for name, param in report.model.named_parameters():
-                self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), report.epoch)
+                self.writer.add_histogram(
+                    f"weights/{name}", param.detach().float().cpu(), report.epoch
+                )
                 if param.grad is not None:
-                    self.writer.add_histogram(f"grads/{name}", param.grad.detach().float().cpu(), report.epoch)
+                    self.writer.add_histogram(
+                        f"grads/{name}", param.grad.detach().float().cpu(), report.epoch
+                    )
 
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
         pass
@@ -142,13 +146,23 @@ class ConsoleSink:
     def __init__(self, epochs: int, start_epoch: int = 0, stream: Any = None) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=epochs, initial=start_epoch, unit="epoch", file=stream or sys.stderr, mininterval=0.5)
+        self.bar = tqdm(
+            total=epochs,
+            initial=start_epoch,
+            unit="epoch",
+            file=stream or sys.stderr,
+            mininterval=0.5,
+        )
 
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
         pass
 
     def log_epoch(self, report: EpochReport) -> None:
-        shown = {k: f"{report.metrics[k]:.4g}" for k in ("train_loss", "val_loss", "val_accuracy") if k in report.metrics}
+        shown = {
+            k: f"{report.metrics[k]:.4g}"
+            for k in ("train_loss", "val_loss", "val_accuracy")
+            if k in report.metrics
+        }
         self.bar.set_postfix(shown, refresh=False)
         self.bar.update(1)
 
@@ -157,4 +171,7 @@ class ConsoleSink:
 
     def close(self, outcome: Outcome) -> None:
         self.bar.close()
-        print(f"{outcome.exit.value} after epoch {outcome.epoch}. {outcome.message}".strip(), file=self.bar.fp)
+        print(
+            f"{outcome.exit.value} after epoch {outcome.epoch}. {outcome.message}".strip(),
+            file=self.bar.fp,
+        )

@@ -70,7 +70,11 @@ class SchedulerSpec(SpecModel):
         if self.warmup_epochs and self.name in ("plateau", "onecycle"):
             raise ValueError(
                 f"warmup_epochs is not supported with the {self.name!r} scheduler"
-                + (" (onecycle warms up by itself: use params.pct_start)" if self.name == "onecycle" else "")
+                + (
+                    " (onecycle warms up by itself: use params.pct_start)"
+                    if self.name == "onecycle"
+                    else ""
+                )
             )
         return self
 

@@ -76,11 +76,15 @@ def _split(target: np.ndarray, task: Task, val_fraction: float, seed: int) -> tu
     return train_test_split(index, test_size=val_fraction, random_state=seed, stratify=stratify)
 
 
-def prepare_data(spec: DatasetSpec, *, seed: int, uploads_dir: Path | None = None) -> DataBundle:
-    """Load `spec`'s data set, split it (seeded, stratified) and fit preprocessing on train only."""
+def prepare_data(
+    spec: DatasetSpec, *, seed: int, uploads_dir: Path | None = None, raw: RawData | None = None
+) -> DataBundle:
+    """Load `spec`'s data set (or take `raw`), split it (seeded, stratified) and fit
+    preprocessing on the train split only."""
     from trainboard.training.data.catalog import load_raw
 
-    raw = load_raw(spec.name, spec.params, uploads_dir=uploads_dir)
+    if raw is None:
+        raw = load_raw(spec.name, spec.params, uploads_dir=uploads_dir)
     if len(raw.target) < 2:
         raise ValueError(f"data set {spec.name!r} has fewer than 2 rows")
     train_idx, val_idx = _split(raw.target, raw.task, spec.val_fraction, seed)
@@ -88,7 +92,9 @@ def prepare_data(spec: DatasetSpec, *, seed: int, uploads_dir: Path | None = Non
         raise ValueError("dataset.val_fraction leaves an empty train or validation split")
     prep = preprocess.fit(raw, train_idx)
     x = preprocess.apply(prep, raw.features)
-    y = torch.as_tensor(raw.target, dtype=torch.long if raw.task == "classification" else torch.float32)
+    y = torch.as_tensor(
+        raw.target, dtype=torch.long if raw.task == "classification" else torch.float32
+    )
     if raw.task == "regression" and y.ndim == 1:
         y = y.unsqueeze(1)
     train_t, val_t = torch.as_tensor(train_idx), torch.as_tensor(val_idx)

@@ -58,14 +58,24 @@ def _tabular_info(n_features: int, classes: int | None) -> dict[str, Any]:
 
 for name, loader, desc, info in [
     ("iris", skdata.load_iris, "150 iris flowers, 4 measurements, 3 species", _tabular_info(4, 3)),
-    ("wine", skdata.load_wine, "178 wines, 13 chemical measurements, 3 cultivars", _tabular_info(13, 3)),
+    (
+        "wine",
+        skdata.load_wine,
+        "178 wines, 13 chemical measurements, 3 cultivars",
+        _tabular_info(13, 3),
+    ),
     (
         "breast_cancer",
         skdata.load_breast_cancer,
         "569 tumours, 30 features, malignant or benign",
         _tabular_info(30, 2),
     ),
-    ("diabetes", skdata.load_diabetes, "442 patients, 10 features, disease progression", _tabular_info(10, None)),
+    (
+        "diabetes",
+        skdata.load_diabetes,
+        "442 patients, 10 features, disease progression",
+        _tabular_info(10, None),
+    ),
 ]:
     DATASETS.add(Plugin(name, desc, _bundled(loader), NoParams, info))
 
@@ -122,13 +132,21 @@ def _spirals(p: dict[str, Any]) -> RawData:
     radius = rng.uniform(0.05, 1.0, n)
     angle = labels * 2 * np.pi / k + radius * 3 * np.pi + rng.normal(0, p["noise"] * 0.5, n)
     x = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
-    return RawData(x.astype(np.float32), labels.astype(np.int64), "classification", classes=[str(c) for c in range(k)])
+    return RawData(
+        x.astype(np.float32),
+        labels.astype(np.int64),
+        "classification",
+        classes=[str(c) for c in range(k)],
+    )
 
 
 def _regression(p: dict[str, Any]) -> RawData:
     if p["nonlinear"]:
         x, y = skdata.make_friedman1(
-            p["n_samples"], n_features=max(5, p["n_features"]), noise=p["noise"], random_state=p["seed"]
+            p["n_samples"],
+            n_features=max(5, p["n_features"]),
+            noise=p["noise"],
+            random_state=p["seed"],
         )
     else:
         x, y = skdata.make_regression(
@@ -146,14 +164,40 @@ def _sequences(p: dict[str, Any]) -> RawData:
         labels = (tokens.sum(axis=1) * 2 > length).astype(np.int64)
     else:
         labels = (tokens.sum(axis=1) % 2).astype(np.int64)
-    return RawData(tokens, labels, "classification", modality="tokens", classes=["0", "1"], vocab_size=2)
+    return RawData(
+        tokens, labels, "classification", modality="tokens", classes=["0", "1"], vocab_size=2
+    )
 
 
 for plugin in [
-    Plugin("moons", "two interleaving half circles (generated)", _moons, ShapesOptions, _tabular_info(2, 2)),
-    Plugin("circles", "a circle inside a circle (generated)", _circles, ShapesOptions, _tabular_info(2, 2)),
-    Plugin("spirals", "interleaved spiral arms, one class each (generated)", _spirals, SpiralOptions, _tabular_info(2, 3)),
-    Plugin("regression", "noisy linear or Friedman #1 regression (generated)", _regression, RegressionOptions, _tabular_info(10, None)),
+    Plugin(
+        "moons",
+        "two interleaving half circles (generated)",
+        _moons,
+        ShapesOptions,
+        _tabular_info(2, 2),
+    ),
+    Plugin(
+        "circles",
+        "a circle inside a circle (generated)",
+        _circles,
+        ShapesOptions,
+        _tabular_info(2, 2),
+    ),
+    Plugin(
+        "spirals",
+        "interleaved spiral arms, one class each (generated)",
+        _spirals,
+        SpiralOptions,
+        _tabular_info(2, 3),
+    ),
+    Plugin(
+        "regression",
+        "noisy linear or Friedman #1 regression (generated)",
+        _regression,
+        RegressionOptions,
+        _tabular_info(10, None),
+    ),
     Plugin(
         "sequences",
         "binary token sequences labelled by majority or parity (generated, for transformers)",
@@ -184,7 +228,13 @@ def load_upload(uploads_dir: Path, name: str, *, max_columns: int = 10_000) -> R
     columns = {c: table.data[c] for c in features}
     if meta["task"] == "classification":
         classes, encoded = np.unique(target.astype(str), return_inverse=True)
-        return RawData(columns, encoded.astype(np.int64), "classification", classes=list(classes), columns=features)
+        return RawData(
+            columns,
+            encoded.astype(np.int64),
+            "classification",
+            classes=list(classes),
+            columns=features,
+        )
     return RawData(columns, target.astype(np.float32), "regression", columns=features)
 
 
@@ -192,7 +242,11 @@ def load_raw(name: str, params: dict[str, Any], *, uploads_dir: Path | None) -> 
     """The raw data of a registered or uploaded data set."""
     if name in DATASETS:
         return DATASETS.get(name).factory(DATASETS.validate_params(name, params))
-    if uploads_dir is not None and UPLOAD_NAME.match(name) and (uploads_dir / f"{name}.json").exists():
+    if (
+        uploads_dir is not None
+        and UPLOAD_NAME.match(name)
+        and (uploads_dir / f"{name}.json").exists()
+    ):
         if params:
             raise ValueError("uploaded data sets take no params")
         return load_upload(uploads_dir, name)
@@ -204,6 +258,8 @@ def dataset_catalog(uploads: list[dict[str, Any]] | None = None) -> list[dict[st
     entries = []
     for plugin in DATASETS:
         entry = plugin.catalog_entry()
-        entry.setdefault("modality", "image" if len(entry.get("input_shape", [])) == 3 else "tabular")
+        entry.setdefault(
+            "modality", "image" if len(entry.get("input_shape", [])) == 3 else "tabular"
+        )
         entries.append(entry)
     return entries + list(uploads or [])

@@ -50,7 +50,10 @@ def _fit_columns(raw: Any, train_idx: np.ndarray) -> dict[str, Any]:
     fitted = ColumnTransformer(transformers).fit(frame[train_idx])
     state: dict[str, Any] = {"kind": "columns", "numeric": [], "categorical": []}
     if numeric:
-        imputer, scaler = fitted.named_transformers_["numeric"].steps[0][1], fitted.named_transformers_["numeric"].steps[1][1]
+        imputer, scaler = (
+            fitted.named_transformers_["numeric"].steps[0][1],
+            fitted.named_transformers_["numeric"].steps[1][1],
+        )
         state["numeric"] = numeric
         state["fill"] = torch.as_tensor(imputer.statistics_, dtype=torch.float64)
         state["mean"] = torch.as_tensor(scaler.mean_, dtype=torch.float64)

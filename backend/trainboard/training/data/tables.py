@@ -53,7 +53,9 @@ def read_csv(content: bytes, *, max_columns: int) -> Table:
         raise TableError("the file is empty")
     header = [h.strip() for h in rows[0]]
     if len(header) < 2:
-        raise TableError("the CSV needs a header row with at least two columns (features and a target)")
+        raise TableError(
+            "the CSV needs a header row with at least two columns (features and a target)"
+        )
     if len(header) > max_columns:
         raise TableError(f"the CSV has {len(header)} columns; at most {max_columns} are allowed")
     if any(not h for h in header):
@@ -94,11 +96,17 @@ def as_columns(table: Any, names: list[str], *, numeric: list[str]) -> dict[str,
         rows = list(table)
         columns = {}
         for i, n in enumerate(names):
-            columns[n] = np.asarray([r[n] if isinstance(r, dict) else r[i] for r in rows], dtype=object)
+            columns[n] = np.asarray(
+                [r[n] if isinstance(r, dict) else r[i] for r in rows], dtype=object
+            )
     for n in numeric:
         columns[n] = np.asarray(
-            [math.nan if v is None or (isinstance(v, str) and _parse_float(v) is None) else
-             (_parse_float(v) if isinstance(v, str) else float(v)) for v in columns[n]],
+            [
+                math.nan
+                if v is None or (isinstance(v, str) and _parse_float(v) is None)
+                else (_parse_float(v) if isinstance(v, str) else float(v))
+                for v in columns[n]
+            ],
             dtype=np.float64,
         )
     return columns
@@ -118,7 +126,9 @@ def infer_task(target: np.ndarray) -> str:
 def check_target(table: Table, target: str, task: str) -> None:
     """Raise TableError unless `target` is a usable target column for `task`."""
     if target not in table.data:
-        raise TableError(f"there is no column named {target!r}; columns are: {', '.join(table.columns)}")
+        raise TableError(
+            f"there is no column named {target!r}; columns are: {', '.join(table.columns)}"
+        )
     values = table.data[target]
     missing = np.isnan(values).sum() if values.dtype.kind == "f" else sum(v == "" for v in values)
     if missing:

@@ -24,7 +24,12 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+}
 
 
 class MLPOptions(Options):
@@ -36,7 +41,9 @@ class MLPOptions(Options):
 
 def _flat_size(info: DataInfo, model: str) -> int:
     if info.modality == "tokens":
-        raise IncompatibleData(f"{model} takes numeric features; use transformer for token sequences")
+        raise IncompatibleData(
+            f"{model} takes numeric features; use transformer for token sequences"
+        )
     return math.prod(info.input_shape)
 
 
@@ -140,7 +147,9 @@ def _transformer(o: dict, info: DataInfo) -> nn.Module:
     if info.modality != "tokens":
         raise IncompatibleData("transformer needs a token-sequence data set such as sequences")
     if o["width"] % o["heads"]:
-        raise IncompatibleData(f"transformer width {o['width']} is not divisible by heads {o['heads']}")
+        raise IncompatibleData(
+            f"transformer width {o['width']} is not divisible by heads {o['heads']}"
+        )
     return TokenTransformer(o, info)
 
 
@@ -150,7 +159,14 @@ def _linear(_o: dict, info: DataInfo) -> nn.Module:
 
 MODELS.add(Plugin("mlp", "multi-layer perceptron", _mlp, MLPOptions))
 MODELS.add(Plugin("cnn", "small convolutional net for images", _cnn, CNNOptions))
-MODELS.add(Plugin("transformer", "small transformer encoder for token sequences", _transformer, TransformerOptions))
+MODELS.add(
+    Plugin(
+        "transformer",
+        "small transformer encoder for token sequences",
+        _transformer,
+        TransformerOptions,
+    )
+)
 MODELS.add(Plugin("linear", "logistic / linear regression baseline", _linear))
 
 
@@ -165,4 +181,6 @@ def build_loss(task: str, choice: str) -> nn.Module:
         choice = "cross_entropy" if task == "classification" else "mse"
     if (choice == "cross_entropy") != (task == "classification"):
         raise IncompatibleData(f"loss {choice!r} does not fit a {task} task")
-    return {"cross_entropy": nn.CrossEntropyLoss, "mse": nn.MSELoss, "huber": nn.HuberLoss}[choice]()
+    return {"cross_entropy": nn.CrossEntropyLoss, "mse": nn.MSELoss, "huber": nn.HuberLoss}[
+        choice
+    ]()

@@ -1,0 +1,30 @@
+# trainboard. `make` lists the targets.
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup:  ## install the app (virtualenv, CPU torch unless TRAINBOARD_TORCH says otherwise, npm packages)
+	@scripts/setup.sh
+
+run: setup  ## set up, then serve the page and API on http://127.0.0.1:8000 with one worker
+	$(VENV)/bin/trainboard serve
+
+test:  ## set up for tests (adds chromium), lint, then run the whole test suite
+	@scripts/setup.sh --test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint:  ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: setup  ## speed scripts: loop vs plain loop, store, page
+	$(PY) bench/loop_vs_plain.py
+	$(PY) bench/store.py
+	$(PY) bench/page.py
+
+.PHONY: help setup run test lint bench

@@ -1,0 +1,70 @@
+// Draws: one function makes a chart; series are columnar arrays handed to uPlot's setData.
+
+export const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04",
+  "#db2777", "#4f46e5", "#65a30d", "#0d9488", "#b91c1c", "#7c3aed", "#c2410c", "#0369a1", "#a16207",
+  "#be185d", "#15803d", "#6d28d9", "#475569"];
+
+// Exponential moving average that skips nulls (a NaN stays a gap, never a made-up value).
+export function smooth(values, weight) {
+  if (!weight) return values;
+  let last = null;
+  return values.map((v) => {
+    if (v === null || v === undefined) return null;
+    last = last === null ? v : last * weight + (1 - weight) * v;
+    return last;
+  });
+}
+
+// Join several {steps, values} series on the union of their x values (uPlot wants one x array).
+export function align(seriesList) {
+  const xs = [...new Set(seriesList.flatMap((s) => (s ? s.steps : [])))].sort((a, b) => a - b);
+  const index = new Map(xs.map((x, i) => [x, i]));
+  const columns = seriesList.map((s) => {
+    const column = new Array(xs.length).fill(null);
+    if (s) s.steps.forEach((x, i) => { column[index.get(x)] = s.values[i]; });
+    return column;
+  });
+  return [xs, ...columns];
+}
+
+// A line chart in `container`. `onZoom(xMin, xMax)` fires after a drag-zoom (null, null on reset).
+export function makeChart(container, { title, labels, xLabel = "epoch", logScale = false, onZoom = null, height = 220 }) {
+  const width = Math.max(280, container.clientWidth || 480);
+  const opts = {
+    title,
+    width,
+    height,
+    scales: { x: { time: xLabel === "time" }, y: { distr: logScale ? 3 : 1 } },
+    axes: [{ label: xLabel === "time" ? "" : xLabel }, {}],
+    series: [{ label: xLabel }, ...labels.map((label, i) => ({
+      label, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: true, points: { show: false },
+    }))],
+    cursor: { drag: { x: true, y: false } },
+    hooks: {},
+  };
+  if (onZoom) {
+    opts.hooks.setSelect = [(u) => {
+      if (u.select.width < 2) return;
+      const lo = u.posToVal(u.select.left, "x");
+      const hi = u.posToVal(u.select.left + u.select.width, "x");
+      u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
+      onZoom(Math.floor(lo), Math.ceil(hi));
+    }];
+    opts.cursor.drag.setScale = false;
+  }
+  const empty = [[], ...labels.map(() => [])];
+  const chart = new uPlot(opts, empty, container);
+  chart.root.dataset.points = "0";
+  if (onZoom) chart.over.addEventListener("dblclick", () => onZoom(null, null));
+  return chart;
+}
+
+export function setChartData(chart, data) {
+  chart.setData(data);
+  chart.root.dataset.points = String(data[0].length);
+}
+
+export function resizeCharts(charts, container) {
+  const width = Math.max(280, container.clientWidth || 480);
+  for (const chart of charts) chart.setSize({ width, height: chart.height });
+}
