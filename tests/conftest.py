@@ -52,7 +52,10 @@ def _postgres_admin_url() -> str | None:
 def postgres_admin_url() -> str:
     url = _postgres_admin_url()
     if url is None:
-        message = "PostgreSQL is not reachable on 127.0.0.1:5432 (database 'test', user postgres or root, trust auth)"
+        message = (
+            "PostgreSQL is not reachable on 127.0.0.1:5432 "
+            "(database 'test', user postgres or root, trust auth)"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

@@ -69,7 +69,8 @@ def worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print(
-        f"worker {runner.id} on {device}, database {engine.url.render_as_string(hide_password=True)}",
+        f"worker {runner.id} on {device}, "
+        f"database {engine.url.render_as_string(hide_password=True)}",
         flush=True,
     )
     runner.serve_forever()
@@ -156,7 +157,8 @@ def list_runs(args: argparse.Namespace) -> int:
         best = run["summary"].get("best_val_loss")
         best_text = f"{best:.4g}" if isinstance(best, float) else "-"
         print(
-            f"{run['id']:>5}  {run['status']:<10} {run['epoch']:>4}/{run['epochs']:<4}  {best_text:>10}  {run['name']}"
+            f"{run['id']:>5}  {run['status']:<10} {run['epoch']:>4}/{run['epochs']:<4}  "
+            f"{best_text:>10}  {run['name']}"
         )
     return 0
 

@@ -1,4 +1,4 @@
-"""Executing one claimed run: spec → loop → sinks (database, TensorBoard, console) → final status."""
+"""Executing one claimed run: spec → loop → sinks (database, TensorBoard, console) → status."""
 
 from __future__ import annotations
 

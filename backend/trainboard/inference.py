@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from trainboard.training.checkpoint import load_checkpoint
-from trainboard.training.data import DataInfo
-from trainboard.training.data import preprocess
+from trainboard.training.data import DataInfo, preprocess
 from trainboard.training.models import build_model
 from trainboard.training.spec import RunSpec
 
@@ -42,6 +41,9 @@ class TrainedModel(nn.Module):
                 if classes and self.preprocessing.get("kind") == "columns"
                 else index
             )
+        target = self.preprocessing.get("target")
+        if target is not None:
+            out = out.double() * target["scale"] + target["mean"]
         return out.squeeze(1).numpy()
 
     def predict_proba(self, raw: Any) -> np.ndarray:

@@ -46,7 +46,7 @@ RunDep = Annotated[Run, Depends(get_path_run)]
 
 
 def require_token(request: Request, settings: SettingsDep) -> None:
-    """With TRAINBOARD_TOKEN set, every /api route but health needs `Authorization: Bearer <token>`."""
+    """With TRAINBOARD_TOKEN set, every /api route but health needs `Bearer <token>`."""
     if not settings.token:
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -13,10 +14,8 @@ def folder_bytes(folder: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(folder):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):  # removed while we walked
                 total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass  # removed while we walked
     return total
 
 

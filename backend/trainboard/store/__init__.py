@@ -1,4 +1,4 @@
-"""Data access: plain functions, session first, keyword-only, one transaction each, no HTTP types."""
+"""Data access: plain functions, session first, keyword-only, no HTTP types."""
 
 from trainboard.store.errors import Conflict, NotFound, StoreError
 

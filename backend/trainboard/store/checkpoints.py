@@ -1,4 +1,4 @@
-"""Checkpoint rows: the database's mirror of the files a run keeps (files are found only through it)."""
+"""Checkpoint rows: the database's mirror of a run's checkpoint files, the only way to find them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from trainboard.training.checkpoint import CheckpointEntry
 
 
 def _reserve_seqs(session: Session, *, run_id: int, attempt: int | None, count: int) -> int | None:
-    """Reserve `count` event numbers for changed rows; returns the last, None if the run was lost."""
+    """Reserve `count` event numbers; returns the last, or None if the attempt lost the run."""
     guard = update(Run).where(col(Run.id) == run_id)
     if attempt is not None:
         guard = guard.where(col(Run.attempt) == attempt, col(Run.status) == RunStatus.running)
@@ -26,7 +26,7 @@ def _reserve_seqs(session: Session, *, run_id: int, attempt: int | None, count: 
 def sync_checkpoints(
     session: Session, *, run_id: int, attempt: int | None, entries: list[CheckpointEntry]
 ) -> bool:
-    """Make the run's rows match `entries` (what retention kept); False if the attempt lost the run."""
+    """Make the run's rows match `entries` (what retention kept); False if the run was lost."""
     existing = {
         c.name: c for c in session.exec(select(Checkpoint).where(col(Checkpoint.run_id) == run_id))
     }

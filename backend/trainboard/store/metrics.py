@@ -106,7 +106,8 @@ def read_series(
         where = "run_id = :run AND key = :key AND step BETWEEN :lo AND :hi"
         count, nulls, lo, hi = session.exec(
             text(
-                f"SELECT COUNT(*), COUNT(*) - COUNT(value), MIN(step), MAX(step) FROM metric_point WHERE {where}"
+                "SELECT COUNT(*), COUNT(*) - COUNT(value), MIN(step), MAX(step) "
+                f"FROM metric_point WHERE {where}"
             ),
             params=params,
         ).one()
@@ -139,16 +140,17 @@ def _bucket_extremes(
     bucket = "(step - :lo) / :width"
     if session.get_bind().dialect.name == "sqlite":
         # SQLite fills bare columns from the row that holds the single MIN()/MAX() aggregate.
-        picks = [
-            f"SELECT MIN(step) AS s, value, timestamp FROM metric_point WHERE {where} GROUP BY {bucket}",
-            f"SELECT MAX(step) AS s, value, timestamp FROM metric_point WHERE {where} GROUP BY {bucket}",
-            f"SELECT step, MIN(value), timestamp FROM metric_point WHERE {where} AND value IS NOT NULL GROUP BY {bucket}",
-            f"SELECT step, MAX(value), timestamp FROM metric_point WHERE {where} AND value IS NOT NULL GROUP BY {bucket}",
+        pick = "SELECT {cols} FROM metric_point WHERE {where}{extra} GROUP BY {bucket}"
+        finite = " AND value IS NOT NULL"
+        shapes = [
+            ("MIN(step), value, timestamp", ""),
+            ("MAX(step), value, timestamp", ""),
+            ("step, MIN(value), timestamp", finite),
+            ("step, MAX(value), timestamp", finite),
         ]
         if with_nulls:
-            picks.append(
-                f"SELECT MIN(step), value, timestamp FROM metric_point WHERE {where} AND value IS NULL GROUP BY {bucket}"
-            )
+            shapes.append(("MIN(step), value, timestamp", " AND value IS NULL"))
+        picks = [pick.format(cols=c, where=where, extra=e, bucket=bucket) for c, e in shapes]
     else:
         orders = ["step", "step DESC", "value ASC, step", "value DESC, step"]
         filters = ["", "", " AND value IS NOT NULL", " AND value IS NOT NULL"]
@@ -172,7 +174,8 @@ def require_writable(run: Run | None, run_id: int) -> Run:
         raise NotFound(f"run {run_id} does not exist")
     if run.kind != "external":
         raise Conflict(
-            "metrics of a queued run are written by its worker; create an external run to log your own"
+            "metrics of a queued run are written by its worker; "
+            "create an external run to log your own"
         )
     return run
 

@@ -116,9 +116,7 @@ def cancel_run(session: Session, *, run_id: int) -> Run:
     run = get_run(session, run_id=run_id)
     if run.status in FINAL_STATUSES:
         raise Conflict(f"run {run_id} has already finished ({run.status})")
-    if run.status == RunStatus.queued:
-        run.status, run.finished_at = RunStatus.cancelled, utcnow()
-    elif run.kind == RunKind.external:
+    if run.status == RunStatus.queued or run.kind == RunKind.external:
         run.status, run.finished_at = RunStatus.cancelled, utcnow()
     else:
         run.cancel_requested = True

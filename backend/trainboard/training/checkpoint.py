@@ -75,7 +75,7 @@ def load_checkpoint(path: Path | str, map_location: Any = "cpu") -> dict[str, An
 
 @dataclass
 class CheckpointManager:
-    """Saves `epoch-NNNN.pt` files in `folder` and keeps the last `keep_last` and the best `keep_best`."""
+    """Saves `epoch-NNNN.pt` files in `folder`; keeps the last `keep_last`, the best `keep_best`."""
 
     folder: Path
     policy: CheckpointSpec

@@ -127,7 +127,6 @@ def train(
                 precision.scaler.update()
             else:
                 optimizer.step()
-            schedule.step_after_batch()
             progress.global_step += 1
             loss_sum += loss.detach().float() * len(idx)
             if classify:
@@ -145,9 +144,10 @@ def train(
                     {
                         "step/train_loss": sum(losses) / len(losses),
                         "step/grad_norm": norms[-1],
-                        "step/lr": optimizer.param_groups[0]["lr"],
+                        "step/lr": optimizer.param_groups[0]["lr"],  # the lr this step used
                     },
                 )
+            schedule.step_after_batch()
             stop = should_stop()
             if stop is not None:
                 return _finish(sink, progress, stop)

@@ -104,7 +104,8 @@ class Progress:
             return self.divergence
         if exit is Exit.early_stopped:
             rule = self.spec.early_stopping
-            return f"Stopped early: {rule.monitor if rule else 'metric'} did not improve for {self.bad_epochs} epochs."
+            monitor = rule.monitor if rule else "metric"
+            return f"Stopped early: {monitor} did not improve for {self.bad_epochs} epochs."
         return ""
 
     _SAVED = (

@@ -95,7 +95,7 @@ class FanOut:
 
 
 class TensorBoardSink:
-    """Scalars under the API's metric names and x, histograms every few epochs, hparams at the end."""
+    """Scalars under the API's names and x; histograms every few epochs; hparams at the end."""
 
     def __init__(self, logdir: Path, hparams: dict[str, Any], histogram_every: int = 5) -> None:
         from torch.utils.tensorboard import SummaryWriter

@@ -1,4 +1,4 @@
-"""From a data set's raw arrays to train/val tensors: seeded stratified split, fitted preprocessing."""
+"""From a data set's raw arrays to train/val tensors: seeded split, fitted preprocessing."""
 
 from __future__ import annotations
 
@@ -62,6 +62,7 @@ class DataBundle:
     y_val: torch.Tensor
     info: DataInfo
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    val_index: np.ndarray | None = None  # rows of the raw data set that form the validation split
 
 
 def _split(target: np.ndarray, task: Task, val_fraction: float, seed: int) -> tuple[Any, Any]:
@@ -92,11 +93,16 @@ def prepare_data(
         raise ValueError("dataset.val_fraction leaves an empty train or validation split")
     prep = preprocess.fit(raw, train_idx)
     x = preprocess.apply(prep, raw.features)
-    y = torch.as_tensor(
-        raw.target, dtype=torch.long if raw.task == "classification" else torch.float32
-    )
-    if raw.task == "regression" and y.ndim == 1:
-        y = y.unsqueeze(1)
+    if raw.task == "classification":
+        y = torch.as_tensor(raw.target, dtype=torch.long)
+    else:
+        # Targets are standardized too (on train only), so losses compare across data sets;
+        # `predict` maps outputs back to the original scale.
+        target = np.asarray(raw.target, dtype=np.float64).reshape(len(raw.target), -1)
+        mean, scale = target[train_idx].mean(axis=0), target[train_idx].std(axis=0)
+        scale[scale == 0] = 1.0
+        prep["target"] = {"mean": torch.as_tensor(mean), "scale": torch.as_tensor(scale)}
+        y = torch.as_tensor((target - mean) / scale, dtype=torch.float32)
     train_t, val_t = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
     num_outputs = len(raw.classes) if raw.task == "classification" and raw.classes else 1
     info = DataInfo(
@@ -107,4 +113,4 @@ def prepare_data(
         classes=raw.classes,
         vocab_size=raw.vocab_size,
     )
-    return DataBundle(x[train_t], y[train_t], x[val_t], y[val_t], info, prep)
+    return DataBundle(x[train_t], y[train_t], x[val_t], y[val_t], info, prep, val_idx)

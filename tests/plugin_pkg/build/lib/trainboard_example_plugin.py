@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-
 from trainboard.training.data import RawData
 from trainboard.training.models import Classifier
 from trainboard.training.registry import Plugin
