@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -69,21 +70,46 @@ def home(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, home: Path) -> Iterator[str]:
+DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def fresh_database(kind: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{home / 'trainboard.db'}"
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'trainboard.db'}"
         return
     admin = request.getfixturevalue("postgres_admin_url")
     schema = f"tb_{uuid.uuid4().hex[:12]}"
     engine = create_engine(admin)
     with engine.begin() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
-    yield f"{admin}?options=-csearch_path%3D{schema}"
-    with engine.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
+    try:
+        yield f"{admin}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, home: Path) -> Iterator[str]:
+    with fresh_database(request.param, home, request) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def shared_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One real server (no workers) for a whole module, on each database."""
+    home = tmp_path_factory.mktemp("shared-home")
+    with fresh_database(request.param, home, request) as url:
+        server = Server(
+            home, url, env_extra={"TRAINBOARD_MAX_BODY_BYTES": str(2 * 1024 * 1024)}
+        ).start()
+        yield server
+        server.stop()
 
 
 @pytest.fixture

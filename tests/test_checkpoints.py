@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 import trainboard
 from trainboard.training.checkpoint import CheckpointManager, atomic_write, load_checkpoint
 from trainboard.training.data import prepare_data
@@ -19,12 +18,20 @@ from trainboard.training.spec import CheckpointSpec, RunSpec
 
 
 def test_retention_keeps_the_last_n_and_the_best_by_the_monitored_metric(tmp_path: Path) -> None:
-    manager = CheckpointManager(tmp_path, CheckpointSpec(keep_last=2, keep_best=1, monitor="val_loss", mode="min"))
+    manager = CheckpointManager(
+        tmp_path, CheckpointSpec(keep_last=2, keep_best=1, monitor="val_loss", mode="min")
+    )
     for epoch, val_loss in enumerate([0.5, 0.1, 0.4, float("nan"), 0.7], start=1):
-        kept = manager.save({"model_state_dict": {}, "epoch": epoch}, epoch=epoch, metrics={"val_loss": val_loss})
+        kept = manager.save(
+            {"model_state_dict": {}, "epoch": epoch}, epoch=epoch, metrics={"val_loss": val_loss}
+        )
     assert [e.name for e in kept] == ["epoch-0002", "epoch-0004", "epoch-0005"]
     assert [e.is_best for e in kept] == [True, False, False]
-    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch-0002.pt", "epoch-0004.pt", "epoch-0005.pt"]
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == [
+        "epoch-0002.pt",
+        "epoch-0004.pt",
+        "epoch-0005.pt",
+    ]
     # A new manager over the same folder (a resumed attempt) knows what is there.
     again = CheckpointManager(tmp_path, CheckpointSpec(keep_last=2, keep_best=1))
     assert [e.name for e in again.entries] == ["epoch-0002", "epoch-0004", "epoch-0005"]
@@ -32,7 +39,9 @@ def test_retention_keeps_the_last_n_and_the_best_by_the_monitored_metric(tmp_pat
 
 
 def test_mode_max_keeps_the_highest_and_nan_is_never_best(tmp_path: Path) -> None:
-    manager = CheckpointManager(tmp_path, CheckpointSpec(keep_last=1, keep_best=1, monitor="val_accuracy", mode="max"))
+    manager = CheckpointManager(
+        tmp_path, CheckpointSpec(keep_last=1, keep_best=1, monitor="val_accuracy", mode="max")
+    )
     manager.save({}, epoch=1, metrics={"val_accuracy": 0.8})
     manager.save({}, epoch=2, metrics={"val_accuracy": 0.9})
     kept = manager.save({}, epoch=3, metrics={"val_accuracy": float("nan")})
@@ -54,11 +63,23 @@ def test_atomic_write_leaves_the_old_file_whole_when_a_write_fails(tmp_path: Pat
 
 
 def test_a_checkpoint_loads_with_weights_only_and_the_tutorial_lines(tmp_path: Path) -> None:
-    spec = RunSpec.model_validate({"dataset": {"name": "iris"}, "model": {"name": "mlp"}, "epochs": 2})
+    spec = RunSpec.model_validate(
+        {"dataset": {"name": "iris"}, "model": {"name": "mlp"}, "epochs": 2}
+    )
     train(spec, run_dir=tmp_path)
     path = tmp_path / "checkpoints" / "epoch-0002.pt"
     ckpt = torch.load(path, weights_only=True)
-    for key in ("epoch", "model_state_dict", "optimizer_state_dict", "loss", "scheduler_state_dict", "spec", "metrics", "rng", "preprocessing"):
+    for key in (
+        "epoch",
+        "model_state_dict",
+        "optimizer_state_dict",
+        "loss",
+        "scheduler_state_dict",
+        "spec",
+        "metrics",
+        "rng",
+        "preprocessing",
+    ):
         assert key in ckpt
     assert ckpt["epoch"] == 2 and isinstance(ckpt["loss"], float)
     model = build_model(spec.model, prepare_data(spec.dataset, seed=spec.seed).info)
@@ -86,8 +107,17 @@ def test_a_pickled_object_in_a_checkpoint_is_refused_with_a_clear_error(tmp_path
         load_checkpoint(tmp_path / "garbage.pt")
 
 
-def test_load_model_predicts_what_the_model_predicted_at_the_end_of_training(tmp_path: Path) -> None:
-    spec = RunSpec.model_validate({"dataset": {"name": "wine"}, "model": {"name": "mlp"}, "epochs": 15, "optimizer": {"lr": 0.01}})
+def test_load_model_predicts_what_the_model_predicted_at_the_end_of_training(
+    tmp_path: Path,
+) -> None:
+    spec = RunSpec.model_validate(
+        {
+            "dataset": {"name": "wine"},
+            "model": {"name": "mlp"},
+            "epochs": 15,
+            "optimizer": {"lr": 0.01},
+        }
+    )
     train(spec, run_dir=tmp_path)
     model = trainboard.load_model(tmp_path / "checkpoints" / "epoch-0015.pt")
     assert not model.training

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from trainboard.training.data import DATASETS, prepare_data
 from trainboard.training.data.tables import TableError, check_target, infer_task, read_csv
 from trainboard.training.loop import train
@@ -18,7 +17,13 @@ from trainboard.training.spec import DatasetSpec, RunSpec
 
 def fit(tmp_path: Path, dataset: str, model: str, epochs: int, **extra: Any) -> dict[str, float]:
     spec = RunSpec.model_validate(
-        {"dataset": {"name": dataset, "params": extra.pop("data_params", {})}, "model": {"name": model, "params": extra.pop("model_params", {})}, "epochs": epochs, "checkpoint": {"every_epochs": 0}, **extra}
+        {
+            "dataset": {"name": dataset, "params": extra.pop("data_params", {})},
+            "model": {"name": model, "params": extra.pop("model_params", {})},
+            "epochs": epochs,
+            "checkpoint": {"every_epochs": 0},
+            **extra,
+        }
     )
     sink = MemorySink()
     train(spec, run_dir=tmp_path, sink=sink)
@@ -36,14 +41,34 @@ def fit(tmp_path: Path, dataset: str, model: str, epochs: int, **extra: Any) -> 
         ("diabetes", "mlp", 30, {"optimizer": {"lr": 3e-3}, "batch_size": 32}, "val_loss", -0.7),
         ("moons", "mlp", 20, {"optimizer": {"lr": 1e-2}}, "val_accuracy", 0.9),
         ("circles", "mlp", 20, {"optimizer": {"lr": 1e-2}}, "val_accuracy", 0.85),
-        ("spirals", "mlp", 40, {"optimizer": {"lr": 1e-2}, "model_params": {"hidden_sizes": [128, 128]}}, "val_accuracy", 0.95),
+        (
+            "spirals",
+            "mlp",
+            40,
+            {"optimizer": {"lr": 1e-2}, "model_params": {"hidden_sizes": [128, 128]}},
+            "val_accuracy",
+            0.95,
+        ),
         ("regression", "linear", 20, {"optimizer": {"lr": 1e-2}}, "val_loss", -0.05),
-        ("regression", "mlp", 20, {"optimizer": {"lr": 1e-2}, "data_params": {"nonlinear": True}}, "val_loss", -0.3),
+        (
+            "regression",
+            "mlp",
+            20,
+            {"optimizer": {"lr": 1e-2}, "data_params": {"nonlinear": True}},
+            "val_loss",
+            -0.3,
+        ),
         ("sequences", "transformer", 6, {"optimizer": {"lr": 1e-3}}, "val_accuracy", 0.9),
     ],
 )
 def test_each_data_set_trains_to_a_sensible_score(
-    tmp_path: Path, dataset: str, model: str, epochs: int, extra: dict, metric: str, threshold: float
+    tmp_path: Path,
+    dataset: str,
+    model: str,
+    epochs: int,
+    extra: dict,
+    metric: str,
+    threshold: float,
 ) -> None:
     # A negative threshold means "at most": regression losses are MSE on standardized targets,
     # so val_loss < 0.7 is R^2 > 0.3.
@@ -72,23 +97,38 @@ def test_a_model_that_cannot_take_the_data_is_refused_clearly() -> None:
     iris = prepare_data(DatasetSpec(name="iris"), seed=0).info
     tokens = prepare_data(DatasetSpec(name="sequences", params={"n_samples": 50}), seed=0).info
     with pytest.raises(IncompatibleData, match="cnn needs image data"):
-        build_model(RunSpec.model_validate({"dataset": {"name": "iris"}, "model": {"name": "cnn"}}).model, iris)
+        build_model(
+            RunSpec.model_validate({"dataset": {"name": "iris"}, "model": {"name": "cnn"}}).model,
+            iris,
+        )
     with pytest.raises(IncompatibleData, match="transformer needs a token-sequence"):
-        build_model(RunSpec.model_validate({"dataset": {"name": "iris"}, "model": {"name": "transformer"}}).model, iris)
+        build_model(
+            RunSpec.model_validate(
+                {"dataset": {"name": "iris"}, "model": {"name": "transformer"}}
+            ).model,
+            iris,
+        )
     with pytest.raises(IncompatibleData, match="use transformer"):
-        build_model(RunSpec.model_validate({"dataset": {"name": "x"}, "model": {"name": "mlp"}}).model, tokens)
+        build_model(
+            RunSpec.model_validate({"dataset": {"name": "x"}, "model": {"name": "mlp"}}).model,
+            tokens,
+        )
 
 
 def test_every_model_and_data_set_publishes_a_json_schema_of_its_options() -> None:
     for plugin in [*MODELS, *DATASETS]:
         entry = plugin.catalog_entry()
         assert entry["params"]["type"] == "object", plugin.name
-    assert MODELS.get("mlp").catalog_entry()["params"]["properties"]["hidden_sizes"]["type"] == "array"
+    assert (
+        MODELS.get("mlp").catalog_entry()["params"]["properties"]["hidden_sizes"]["type"] == "array"
+    )
 
 
 def test_unknown_options_are_rejected_naming_them() -> None:
     with pytest.raises(ValueError, match=r"model.*hidden_size.*Extra inputs"):
-        RunSpec.model_validate({"dataset": {"name": "iris"}, "model": {"name": "mlp", "params": {"hidden_size": 3}}})
+        RunSpec.model_validate(
+            {"dataset": {"name": "iris"}, "model": {"name": "mlp", "params": {"hidden_size": 3}}}
+        )
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
         RunSpec.model_validate({"dataset": {"name": "iris"}, "model": {"name": "resnet"}})
 
@@ -115,10 +155,16 @@ def csv(text: str) -> bytes:
         (csv("a,y\n1,\n2,1\n3,0"), "y", "target column 'y' has 1 empty cells"),
     ],
 )
-def test_bad_csv_files_get_an_error_naming_the_problem(content: bytes, target: str, message: str) -> None:
+def test_bad_csv_files_get_an_error_naming_the_problem(
+    content: bytes, target: str, message: str
+) -> None:
     with pytest.raises(TableError, match=message):
         table = read_csv(content, max_columns=50)
-        check_target(table, target, infer_task(table.data[target]) if target in table.data else "classification")
+        check_target(
+            table,
+            target,
+            infer_task(table.data[target]) if target in table.data else "classification",
+        )
 
 
 def test_too_many_columns_and_too_many_categories_are_refused() -> None:

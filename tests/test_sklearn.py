@@ -8,7 +8,6 @@ from sklearn.datasets import load_diabetes, load_iris
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-
 from trainboard.sklearn import TrainboardClassifier, TrainboardRegressor
 
 
@@ -46,6 +45,8 @@ def test_classifier_keeps_original_labels() -> None:
 
 def test_regressor_scores_r2() -> None:
     x, y = load_diabetes(return_X_y=True)
-    model = make_pipeline(StandardScaler(), TrainboardRegressor(epochs=40, lr=3e-3, batch_size=32)).fit(x, y)
+    model = make_pipeline(
+        StandardScaler(), TrainboardRegressor(epochs=40, lr=3e-3, batch_size=32)
+    ).fit(x, y)
     assert model.score(x, y) > 0.4
     assert abs(model.predict(x).mean() - y.mean()) < 0.2 * y.std()  # back on the target's scale

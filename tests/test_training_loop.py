@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import torch
-
 from trainboard.training.checkpoint import CheckpointEntry, load_checkpoint
 from trainboard.training.data import prepare_data
 from trainboard.training.loop import train
@@ -45,7 +44,12 @@ def without_timing(epochs: list[dict[str, float]]) -> list[dict[str, float]]:
 @pytest.mark.parametrize(
     ("name", "params", "torch_class", "expected"),
     [
-        ("sgd", {"momentum": 0.9, "nesterov": True}, torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
+        (
+            "sgd",
+            {"momentum": 0.9, "nesterov": True},
+            torch.optim.SGD,
+            {"momentum": 0.9, "nesterov": True},
+        ),
         ("adam", {"beta1": 0.8}, torch.optim.Adam, {"betas": (0.8, 0.999)}),
         ("adamw", {}, torch.optim.AdamW, {"betas": (0.9, 0.999)}),
         ("rmsprop", {"alpha": 0.95}, torch.optim.RMSprop, {"alpha": 0.95}),
@@ -54,7 +58,14 @@ def without_timing(epochs: list[dict[str, float]]) -> list[dict[str, float]]:
 def test_each_optimizer_is_built_as_asked_and_lowers_the_loss(
     name: str, params: dict, torch_class: type, expected: dict, tmp_path: Path
 ) -> None:
-    s = spec(optimizer={"name": name, "lr": 0.05 if name == "sgd" else 0.01, "weight_decay": 0.001, "params": params})
+    s = spec(
+        optimizer={
+            "name": name,
+            "lr": 0.05 if name == "sgd" else 0.01,
+            "weight_decay": 0.001,
+            "params": params,
+        }
+    )
     data = prepare_data(s.dataset, seed=0)
     optimizer = build_optimizer(build_model(s.model, data.info), s.optimizer)
     assert type(optimizer) is torch_class
@@ -107,8 +118,14 @@ LR = 0.1
     ("scheduler", "formula"),
     [
         ({"name": "none"}, lambda e: LR),
-        ({"name": "step", "params": {"step_size": 2, "gamma": 0.5}}, lambda e: LR * 0.5 ** ((e - 1) // 2)),
-        ({"name": "multistep", "params": {"milestones": [2, 4], "gamma": 0.1}}, lambda e: LR * 0.1 ** sum(e - 1 >= m for m in (2, 4))),
+        (
+            {"name": "step", "params": {"step_size": 2, "gamma": 0.5}},
+            lambda e: LR * 0.5 ** ((e - 1) // 2),
+        ),
+        (
+            {"name": "multistep", "params": {"milestones": [2, 4], "gamma": 0.1}},
+            lambda e: LR * 0.1 ** sum(e - 1 >= m for m in (2, 4)),
+        ),
         ({"name": "exponential", "params": {"gamma": 0.8}}, lambda e: LR * 0.8 ** (e - 1)),
         (
             {"name": "cosine", "params": {"eta_min": 0.001}},
@@ -116,12 +133,18 @@ LR = 0.1
         ),
         (
             {"name": "cosine", "warmup_epochs": 2},
-            lambda e: LR * (1 / 3 + (2 / 3) * (e - 1) / 2) if e <= 2 else LR * (1 + math.cos(math.pi * (e - 3) / 4)) / 2,
+            lambda e: (
+                LR * (1 / 3 + (2 / 3) * (e - 1) / 2)
+                if e <= 2
+                else LR * (1 + math.cos(math.pi * (e - 3) / 4)) / 2
+            ),
         ),
     ],
     ids=["none", "step", "multistep", "exponential", "cosine", "cosine-warmup"],
 )
-def test_epoch_scheduler_lr_follows_the_formula(scheduler: dict, formula: Any, tmp_path: Path) -> None:
+def test_epoch_scheduler_lr_follows_the_formula(
+    scheduler: dict, formula: Any, tmp_path: Path
+) -> None:
     s = spec(epochs=6, optimizer={"name": "sgd", "lr": LR}, scheduler=scheduler)
     _, sink = run(s, tmp_path)
     lrs = [e["lr"] for e in sink.epochs]
@@ -129,7 +152,12 @@ def test_epoch_scheduler_lr_follows_the_formula(scheduler: dict, formula: Any, t
 
 
 def test_onecycle_steps_every_batch_rising_to_max_lr_then_annealing(tmp_path: Path) -> None:
-    s = spec(epochs=4, optimizer={"name": "sgd", "lr": LR}, scheduler={"name": "onecycle", "params": {"pct_start": 0.25}}, log_every_steps=1)
+    s = spec(
+        epochs=4,
+        optimizer={"name": "sgd", "lr": LR},
+        scheduler={"name": "onecycle", "params": {"pct_start": 0.25}},
+        log_every_steps=1,
+    )
     _, sink = run(s, tmp_path)
     lrs = [m["step/lr"] for _, m in sink.steps]
     total = len(lrs)
@@ -146,16 +174,24 @@ def test_onecycle_steps_every_batch_rising_to_max_lr_then_annealing(tmp_path: Pa
 
 def test_plateau_cuts_lr_when_val_loss_stops_improving(tmp_path: Path) -> None:
     # lr so small that val_loss barely moves: every epoch counts as a plateau (patience 0).
-    s = spec(epochs=4, optimizer={"name": "sgd", "lr": 1e-6}, scheduler={"name": "plateau", "params": {"factor": 0.5, "patience": 0, "threshold": 0.1}})
+    s = spec(
+        epochs=4,
+        optimizer={"name": "sgd", "lr": 1e-6},
+        scheduler={"name": "plateau", "params": {"factor": 0.5, "patience": 0, "threshold": 0.1}},
+    )
     _, sink = run(s, tmp_path)
     # Epoch 1 sets the best; each later epoch fails to improve and halves the next epoch's lr.
     assert [e["lr"] for e in sink.epochs] == pytest.approx([1e-6, 1e-6, 5e-7, 2.5e-7])
 
 
-def test_clipping_bounds_the_update_and_grad_norm_is_measured_before_clipping(tmp_path: Path) -> None:
+def test_clipping_bounds_the_update_and_grad_norm_is_measured_before_clipping(
+    tmp_path: Path,
+) -> None:
     clip, lr = 0.01, 1.0
     s = spec(
-        epochs=1, overfit_batches=1, grad_clip_norm=clip,
+        epochs=1,
+        overfit_batches=1,
+        grad_clip_norm=clip,
         model={"name": "mlp", "params": {"hidden_sizes": [32], "dropout": 0.0}},
         optimizer={"name": "sgd", "lr": lr, "weight_decay": 0.0, "params": {"momentum": 0.0}},
     )
@@ -184,7 +220,12 @@ def test_a_run_stopped_and_resumed_matches_an_uninterrupted_one_exactly(tmp_path
             self.stop = Exit.interrupted if entries[-1].epoch == 2 else None
 
     first = StopAfterSecond()
-    stopped = train(s, run_dir=tmp_path / "resumed", sink=first, should_stop=lambda: getattr(first, "stop", None))
+    stopped = train(
+        s,
+        run_dir=tmp_path / "resumed",
+        sink=first,
+        should_stop=lambda: getattr(first, "stop", None),
+    )
     assert stopped.exit is Exit.interrupted and stopped.epoch == 2
     latest = tmp_path / "resumed" / "checkpoints" / "epoch-0002.pt"
     _, rest = run(s, tmp_path / "resumed", resume_from=latest)
@@ -201,7 +242,9 @@ def test_same_seed_same_metrics_other_seed_other_metrics(tmp_path: Path) -> None
 
 def test_a_nan_loss_stops_the_run_as_diverged_with_where_and_what_to_try(tmp_path: Path) -> None:
     s = spec(
-        dataset={"name": "diabetes"}, grad_clip_norm=None, epochs=20,
+        dataset={"name": "diabetes"},
+        grad_clip_norm=None,
+        epochs=20,
         optimizer={"name": "sgd", "lr": 10.0, "params": {"momentum": 0.9}},
     )
     outcome, sink = run(s, tmp_path)
@@ -224,7 +267,10 @@ def test_early_stopping_ends_the_run_when_the_metric_stops_improving(tmp_path: P
 
 def test_overfit_batches_drives_the_loss_towards_zero(tmp_path: Path) -> None:
     s = spec(
-        dataset={"name": "digits"}, overfit_batches=1, epochs=150, grad_clip_norm=None,
+        dataset={"name": "digits"},
+        overfit_batches=1,
+        epochs=150,
+        grad_clip_norm=None,
         model={"name": "mlp", "params": {"hidden_sizes": [64], "dropout": 0.0}},
         optimizer={"name": "adam", "lr": 0.01, "weight_decay": 0.0},
         checkpoint={"every_epochs": 0},
@@ -238,8 +284,15 @@ def test_overfit_batches_drives_the_loss_towards_zero(tmp_path: Path) -> None:
 def test_epoch_and_step_metrics_have_the_api_names(tmp_path: Path) -> None:
     _, sink = run(spec(epochs=2, log_every_steps=2), tmp_path)
     assert set(sink.epochs[0]) == {
-        "epoch", "train_loss", "val_loss", "grad_norm", "lr", "epoch_seconds",
-        "samples_per_second", "train_accuracy", "val_accuracy",
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "grad_norm",
+        "lr",
+        "epoch_seconds",
+        "samples_per_second",
+        "train_accuracy",
+        "val_accuracy",
     }
     steps = [step for step, _ in sink.steps]
     assert steps == list(range(2, steps[-1] + 1, 2))

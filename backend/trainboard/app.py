@@ -14,7 +14,6 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trainboard import __version__
 from trainboard.api import checkpoints, events, metrics, runs, system
@@ -22,46 +21,10 @@ from trainboard.api.deps import require_token
 from trainboard.config import LOOPBACK_HOSTS, Settings
 from trainboard.db import init_db, make_engine
 from trainboard.embedded import EmbeddedWorkers
+from trainboard.limits import BodySizeLimit
 from trainboard.store.errors import Conflict, NotFound
 
 log = logging.getLogger("trainboard")
-
-
-class BodySizeLimit:
-    """413 for request bodies over the limit, whether announced by Content-Length or streamed."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            response = JSONResponse(
-                {"detail": f"request body larger than {self.max_bytes} bytes"}, 413
-            )
-            return await response(scope, receive, send)
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except TooLarge:
-            await JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, 413)(
-                scope, receive, send
-            )
-
-
-class TooLarge(Exception):
-    pass
 
 
 def create_app(
@@ -86,8 +49,12 @@ def create_app(
 
     app = FastAPI(title="trainboard", version=__version__, lifespan=lifespan)
     app.state.settings = settings
-    upload_limit = max(settings.max_body_bytes, settings.max_upload_bytes + 1024 * 1024)
-    app.add_middleware(BodySizeLimit, max_bytes=upload_limit)
+    # Multipart framing adds a little to the file itself, whose own limit is checked on read.
+    app.add_middleware(
+        BodySizeLimit,
+        max_json_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes + 64 * 1024,
+    )
     allowed = settings.allowed_hosts or (
         [h.strip("[]") for h in LOOPBACK_HOSTS] + ["[::1]", "testserver"]
         if bind_host in LOOPBACK_HOSTS

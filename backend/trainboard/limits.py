@@ -1,0 +1,41 @@
+"""Request size limits: 413 for bodies over the limit, announced by Content-Length or streamed.
+JSON bodies and file uploads (multipart) have separate limits."""
+
+from __future__ import annotations
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class TooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    def __init__(self, app: ASGIApp, max_json_bytes: int, max_upload_bytes: int) -> None:
+        self.app, self.max_json, self.max_upload = app, max_json_bytes, max_upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        multipart = headers.get(b"content-type", b"").startswith(b"multipart/")
+        limit = self.max_upload if multipart else self.max_json
+        too_large = JSONResponse({"detail": f"request body larger than {limit} bytes"}, 413)
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return await too_large(scope, receive, send)
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except TooLarge:
+            await too_large(scope, receive, send)

@@ -1,0 +1,208 @@
+"""The store on SQLite and PostgreSQL: upserts, downsampling, the attempt guard, the queue."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+from sqlalchemy import Engine
+from trainboard.db import SCHEMA_VERSION, init_db, session_scope
+from trainboard.models import RunStatus
+from trainboard.store import queue
+from trainboard.store.checkpoints import find_checkpoint, sync_checkpoints
+from trainboard.store.errors import Conflict, NotFound
+from trainboard.store.metrics import add_metrics, points_since, read_series
+from trainboard.store.runs import (
+    cancel_run,
+    create_job_run,
+    delete_run,
+    get_run,
+    list_runs,
+    resume_run,
+)
+from trainboard.training.checkpoint import CheckpointEntry
+from trainboard.training.spec import RunSpec
+
+
+def new_run(engine: Engine, **spec: object) -> int:
+    with session_scope(engine) as session:
+        body = {"dataset": {"name": "iris"}, "model": {"name": "mlp"}} | spec
+        return create_job_run(session, spec=RunSpec.model_validate(body)).id
+
+
+def claim(engine: Engine, worker: str = "w1", lease: float = 30.0) -> tuple[int, int] | None:
+    with session_scope(engine) as session:
+        return queue.claim_next_run(session, worker_id=worker, device="cpu", lease_seconds=lease)
+
+
+def test_schema_is_created_once_and_init_is_idempotent(engine: Engine) -> None:
+    assert init_db(engine) == SCHEMA_VERSION
+    assert init_db(engine) == SCHEMA_VERSION
+
+
+def test_writing_the_same_point_again_replaces_it(engine: Engine) -> None:
+    run_id = new_run(engine)
+    with session_scope(engine) as session:
+        add_metrics(session, run_id=run_id, points=[("loss", 1, 0.9, None), ("loss", 2, 0.8, None)])
+    with session_scope(engine) as session:
+        add_metrics(
+            session, run_id=run_id, points=[("loss", 2, 0.7, None), ("loss", 3, float("nan"), None)]
+        )
+    with session_scope(engine) as session:
+        series = read_series(session, run_id=run_id, keys=["loss"], max_points=100)["loss"]
+        fresh = points_since(session, run_id=run_id, after_seq=2, limit=10)
+    assert series.steps == [1, 2, 3]
+    assert series.values == [0.9, 0.7, None]  # replaced, and NaN comes back as null
+    assert [(k, s) for k, s, *_ in fresh] == [("loss", 2), ("loss", 3)]  # a replaced point is news
+
+
+def test_downsampling_keeps_first_last_min_max_and_nan_of_every_bucket(engine: Engine) -> None:
+    run_id = new_run(engine)
+    n = 20_000
+    values = [math.sin(i / 500) for i in range(n)]
+    values[12_345] = 50.0  # a spike
+    values[777] = -50.0  # a dip
+    values[4_321] = float("nan")
+    with session_scope(engine) as session:
+        add_metrics(
+            session, run_id=run_id, points=[("loss", i, v, 1.0) for i, v in enumerate(values)]
+        )
+    with session_scope(engine) as session:
+        series = read_series(session, run_id=run_id, keys=["loss"], max_points=500)["loss"]
+        zoomed = read_series(
+            session, run_id=run_id, keys=["loss"], max_points=500, x_min=12_300, x_max=12_400
+        )["loss"]
+    assert len(series.steps) <= 500
+    assert series.steps[0] == 0 and series.steps[-1] == n - 1
+    assert 12_345 in series.steps and 777 in series.steps and 4_321 in series.steps
+    assert max(v for v in series.values if v is not None) == 50.0
+    assert min(v for v in series.values if v is not None) == -50.0
+    assert series.values[series.steps.index(4_321)] is None
+    assert series.steps == sorted(series.steps)
+    assert zoomed.steps == list(range(12_300, 12_401))  # a zoomed range comes back whole
+
+
+def test_a_write_from_a_replaced_attempt_is_refused(engine: Engine) -> None:
+    run_id = new_run(engine, max_retries=1)
+    assert claim(engine, lease=0.01) == (run_id, 1)
+    time.sleep(0.05)
+    with session_scope(engine) as session:
+        assert queue.recover_expired_runs(session) == [(run_id, "requeued")]
+    assert claim(engine, "w2") == (run_id, 2)
+    entry = CheckpointEntry("epoch-0001", 1, 10, "abc", {})
+    with session_scope(engine) as session:
+        assert (
+            add_metrics(session, run_id=run_id, attempt=1, points=[("loss", 1, 9.0, None)]) is False
+        )
+        assert (
+            queue.report_progress(
+                session, run_id=run_id, attempt=1, epoch=1, eta_seconds=1, summary={}
+            )
+            is False
+        )
+        assert sync_checkpoints(session, run_id=run_id, attempt=1, entries=[entry]) is False
+        assert (
+            queue.finish_run(session, run_id=run_id, attempt=1, status=RunStatus.completed) is False
+        )
+        assert queue.renew_lease(session, run_id=run_id, attempt=1, lease_seconds=30) is None
+        assert (
+            add_metrics(session, run_id=run_id, attempt=2, points=[("loss", 1, 1.0, None)]) is True
+        )
+    with session_scope(engine) as session:
+        run = get_run(session, run_id=run_id)
+        assert (run.status, run.attempt, run.worker) == ("running", 2, "w2")
+        assert read_series(session, run_id=run_id, keys=["loss"], max_points=10)["loss"].values == [
+            1.0
+        ]
+
+
+def test_a_lost_run_past_its_retries_fails_saying_why(engine: Engine) -> None:
+    run_id = new_run(engine, max_retries=0)
+    claim(engine, lease=0.01)
+    time.sleep(0.05)
+    with session_scope(engine) as session:
+        assert queue.recover_expired_runs(session) == [(run_id, "failed")]
+        run = get_run(session, run_id=run_id)
+    assert run.status == "failed" and "stopped responding" in run.error
+
+
+def test_claims_take_priority_then_age_and_never_the_same_run_twice(engine: Engine) -> None:
+    low, high, also_low = (
+        new_run(engine, priority=0),
+        new_run(engine, priority=5),
+        new_run(engine, priority=0),
+    )
+    assert claim(engine) == (high, 1)
+    assert claim(engine) == (low, 1)
+    ids = [new_run(engine) for _ in range(30)] + [also_low]
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        while (got := claim(engine, name)) is not None:
+            with lock:
+                claimed.append(got[0])
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == sorted(ids)
+
+
+def test_cancel_resume_delete_follow_the_state_rules(engine: Engine) -> None:
+    queued = new_run(engine)
+    with session_scope(engine) as session:
+        assert cancel_run(session, run_id=queued).status == "cancelled"
+    with session_scope(engine) as session, pytest.raises(Conflict, match="already finished"):
+        cancel_run(session, run_id=queued)
+    with session_scope(engine) as session:
+        run = resume_run(session, run_id=queued, epochs=12)
+        assert (run.status, run.epochs, run.spec["epochs"]) == ("queued", 12, 12)
+    with (
+        session_scope(engine) as session,
+        pytest.raises(Conflict, match="cancel it before deleting"),
+    ):
+        delete_run(session, run_id=queued)
+    with session_scope(engine) as session:
+        cancel_run(session, run_id=queued)
+        delete_run(session, run_id=queued)
+    with session_scope(engine) as session, pytest.raises(NotFound):
+        get_run(session, run_id=queued)
+
+
+def test_list_filters_by_status_tag_and_text(engine: Engine) -> None:
+    a = new_run(engine, name="alpha 100%", tags=["base_line"])
+    new_run(engine, name="beta", tags=["baseline"])
+    with session_scope(engine) as session:
+        cancel_run(session, run_id=a)
+        assert [r.id for r in list_runs(session, tag="base_line")[0]] == [a]  # _ is no wildcard
+        assert [r.id for r in list_runs(session, q="100%")[0]] == [a]
+        assert [r.id for r in list_runs(session, status="cancelled")[0]] == [a]
+        assert list_runs(session)[1] == 2
+
+
+def test_checkpoint_rows_follow_retention_and_aliases_resolve(engine: Engine) -> None:
+    run_id = new_run(engine)
+    claim(engine)
+    entries = [
+        CheckpointEntry("epoch-0001", 1, 5, "a", {"val_loss": 0.2}, True),
+        CheckpointEntry("epoch-0002", 2, 5, "b", {"val_loss": 0.3}),
+    ]
+    with session_scope(engine) as session:
+        sync_checkpoints(session, run_id=run_id, attempt=1, entries=entries)
+    with session_scope(engine) as session:
+        sync_checkpoints(
+            session,
+            run_id=run_id,
+            attempt=1,
+            entries=[entries[0], CheckpointEntry("epoch-0003", 3, 5, "c", {})],
+        )
+    with session_scope(engine) as session:
+        assert find_checkpoint(session, run_id=run_id, checkpoint_id="latest").name == "epoch-0003"
+        assert find_checkpoint(session, run_id=run_id, checkpoint_id="best").name == "epoch-0001"
+        with pytest.raises(NotFound):
+            find_checkpoint(session, run_id=run_id, checkpoint_id="epoch-0002")
