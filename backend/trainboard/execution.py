@@ -20,6 +20,7 @@ from trainboard.store.checkpoints import sync_checkpoints
 from trainboard.store.metrics import add_metrics
 from trainboard.store.runs import get_run
 from trainboard.training.checkpoint import CheckpointEntry, CheckpointManager
+from trainboard.training.loop import train
 from trainboard.training.sinks import (
     ConsoleSink,
     EpochReport,
@@ -130,8 +131,6 @@ def execute_run(
 ) -> RunStatus | None:
     """Train a claimed run to its end and record how it ended. Returns the final status, or None
     when the run was taken over by another attempt (then nothing more is written)."""
-    from trainboard.training.loop import train
-
     with session_scope(engine) as session:
         run = get_run(session, run_id=run_id)
     run_dir = settings.run_dir(run_id)

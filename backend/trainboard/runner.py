@@ -12,10 +12,25 @@ import os
 import sys
 
 
+def follow_parent() -> None:
+    """Get SIGTERM when the worker dies (Linux): the run then stops at its next step and goes
+    back to the queue, instead of training on as an orphan nobody supervises."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() == 1:  # the worker was already gone before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def warm_up() -> None:
     import torch
+    import torch.utils.tensorboard
 
-    from trainboard.training import loop  # noqa: F401  (imports models, data, optimizers)
+    from trainboard import execution  # noqa: F401  (the store and the sinks)
+    from trainboard.training import loop  # noqa: F401  (models, data sets, sklearn, optimizers)
 
     layer = torch.nn.Linear(2, 1)
     torch.optim.AdamW(layer.parameters()).step()
@@ -28,6 +43,7 @@ def main() -> int:
 
     stop = StopFlag()
     stop.install_signal_handlers()
+    follow_parent()
     warm_up()
     line = sys.stdin.readline()
     if not line:

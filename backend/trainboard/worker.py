@@ -120,6 +120,8 @@ class Worker:
         assert child.stdin is not None
         child.stdin.write((json.dumps(job) + "\n").encode())
         child.stdin.close()
+        if not self.stopping.is_set():
+            self.prepare_child()  # the next run's process warms up while this one trains
         returncode = self._supervise(child, run_id, attempt)
         if returncode != 0:
             with session_scope(self.engine) as session:
@@ -131,8 +133,6 @@ class Worker:
                     error=describe_exit(returncode),
                 )
         self._beat("idle", force=True)
-        if not self.stopping.is_set():
-            self.prepare_child()
         return True
 
     def _supervise(self, child: subprocess.Popen[bytes], run_id: int, attempt: int) -> int:
@@ -170,6 +170,6 @@ class Worker:
                     self.stopping.wait(self.settings.poll_seconds)
         finally:
             if self._warm is not None and self._warm.poll() is None:
-                self._warm.stdin.close()  # type: ignore[union-attr]
-                self._warm.wait(timeout=10)
+                self._warm.kill()  # it holds no run yet
+                self._warm.wait()
             self._beat("stopped", force=True)

@@ -1,0 +1,242 @@
+"""Queue and workers with real processes: claims, priorities, cancel, crashes, resume, restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from trainboard.training.loop import train
+from trainboard.training.sinks import MemorySink
+from trainboard.training.spec import RunSpec
+
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.slow
+
+FINAL = {"completed", "failed", "diverged", "cancelled"}
+TIMING = {"epoch_seconds", "samples_per_second"}
+LEASE = {"TRAINBOARD_LEASE_SECONDS": "2"}
+
+
+def quick(**overrides: Any) -> dict[str, Any]:
+    spec = {
+        "dataset": {"name": "moons", "params": {"n_samples": 200}},
+        "model": {"name": "mlp", "params": {"hidden_sizes": [8], "dropout": 0.0}},
+        "epochs": 2,
+        "batch_size": 50,
+    }
+    return spec | overrides
+
+
+def slow(**overrides: Any) -> dict[str, Any]:
+    """Several seconds of deterministic training with a checkpoint every epoch."""
+    spec = {
+        "name": "slow",
+        "dataset": {"name": "digits"},
+        "model": {"name": "mlp", "params": {"hidden_sizes": [256, 256], "dropout": 0.2}},
+        "optimizer": {"name": "adamw", "lr": 0.001},
+        "epochs": 6,
+        "batch_size": 4,
+        "deterministic": True,
+        "seed": 5,
+    }
+    return spec | overrides
+
+
+def child_pids(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+class Api:
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=30)
+
+    def submit(self, spec: dict[str, Any]) -> int:
+        response = self.http.post("/api/runs", json=spec)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def run(self, rid: int) -> dict[str, Any]:
+        return self.http.get(f"/api/runs/{rid}").json()
+
+    def wait_status(self, rid: int, statuses: set[str], timeout: float = 120) -> dict[str, Any]:
+        return wait_until(
+            lambda: (r := self.run(rid))["status"] in statuses and r,
+            timeout=timeout,
+            what=f"run {rid} to be {statuses}",
+        )
+
+    def epoch_series(self, rid: int) -> dict[str, list]:
+        series = self.http.get(f"/api/runs/{rid}/metrics").json()["series"]
+        return {k: s for k, s in series.items() if not k.startswith("step/")}
+
+
+def reference_metrics(spec: dict[str, Any], tmp_path: Path) -> list[dict[str, float]]:
+    sink = MemorySink()
+    train(RunSpec.model_validate(spec), run_dir=tmp_path / "reference", sink=sink)
+    return [{k: v for k, v in e.items() if k not in TIMING} for e in sink.epochs]
+
+
+def assert_one_point_per_epoch_matching(
+    api: Api, rid: int, expected: list[dict[str, float]]
+) -> None:
+    series = api.epoch_series(rid)
+    epochs = len(expected)
+    for key in ("train_loss", "val_loss", "val_accuracy", "grad_norm", "lr"):
+        assert series[key]["steps"] == list(range(1, epochs + 1)), key
+        assert series[key]["values"] == [e[key] for e in expected], key
+
+
+def test_two_workers_run_each_of_many_runs_exactly_once(start_server, start_worker) -> None:
+    server = start_server()
+    api = Api(server.url)
+    ids = [api.submit(quick(name=f"r{i}")) for i in range(8)]
+    start_worker(), start_worker()
+    runs = [api.wait_status(rid, FINAL) for rid in ids]
+    assert {r["status"] for r in runs} == {"completed"}
+    assert {r["attempt"] for r in runs} == {1}
+    assert len({r["worker"] for r in runs}) == 2  # both took part
+    workers = api.http.get("/api/workers").json()
+    assert len(workers) == 2 and {w["device"] for w in workers} == {"cpu"}
+    for rid in ids:
+        assert api.epoch_series(rid)["val_loss"]["steps"] == [1, 2]
+
+
+def test_higher_priority_runs_first_then_oldest(start_server, start_worker) -> None:
+    api = Api(start_server().url)
+    low, high, low2 = (
+        api.submit(quick(priority=0)),
+        api.submit(quick(priority=10)),
+        api.submit(quick(priority=0)),
+    )
+    start_worker()
+    started = {rid: api.wait_status(rid, {"completed"})["started_at"] for rid in (low, high, low2)}
+    assert started[high] < started[low] < started[low2]
+
+
+def test_cancel_a_queued_run_at_once_and_a_running_one_within_a_step(
+    start_server, start_worker
+) -> None:
+    api = Api(start_server().url)
+    running, queued = api.submit(slow(epochs=200)), api.submit(quick())
+    start_worker()
+    wait_until(lambda: api.run(running)["epoch"] >= 1, timeout=120, what="the first epoch")
+    assert api.http.post(f"/api/runs/{queued}/cancel").json()["status"] == "cancelled"
+    api.http.post(f"/api/runs/{running}/cancel")
+    run = api.wait_status(running, FINAL, timeout=30)
+    assert run["status"] == "cancelled" and run["epoch"] < 200
+    assert api.http.get(f"/api/runs/{running}/checkpoints").json()  # kept
+    assert api.run(queued)["started_at"] is None  # never ran
+
+
+def test_kill_9_of_a_worker_mid_run_resumes_from_the_last_checkpoint_elsewhere(
+    start_server, start_worker, tmp_path: Path
+) -> None:
+    spec = slow()
+    expected = reference_metrics(spec, tmp_path)
+    api = Api(start_server(**LEASE).url)
+    first = start_worker(**LEASE)
+    rid = api.submit(spec)
+    wait_until(lambda: api.run(rid)["epoch"] >= 2, timeout=120, what="two epochs")
+    pid = first.process.pid
+    children = child_pids(pid)
+    os.kill(pid, signal.SIGSTOP)  # freeze it so it cannot react, then kill everything
+    for child in children:
+        os.kill(child, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    start_worker(**LEASE)
+    wait_until(lambda: api.run(rid)["attempt"] == 2, timeout=60, what="a second attempt")
+    print(f"killed run picked up again after {time.monotonic() - killed_at:.1f}s")
+    run = api.wait_status(rid, FINAL)
+    assert run["status"] == "completed" and run["attempt"] == 2
+    log = api.http.get(f"/api/runs/{rid}/logs").text
+    assert "resuming from epoch-000" in log
+    assert_one_point_per_epoch_matching(api, rid, expected)
+
+
+def test_a_paused_worker_that_wakes_up_cannot_write_over_its_replacement(
+    start_server, start_worker, tmp_path: Path
+) -> None:
+    spec = slow()
+    expected = reference_metrics(spec, tmp_path)
+    api = Api(start_server(**LEASE).url)
+    first = start_worker(**LEASE)
+    rid = api.submit(spec)
+    wait_until(lambda: api.run(rid)["epoch"] >= 1, timeout=120, what="the first epoch")
+    frozen = [first.process.pid, *child_pids(first.process.pid)]
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    start_worker(**LEASE)
+    wait_until(lambda: api.run(rid)["attempt"] == 2, timeout=60, what="the replacement attempt")
+    for pid in frozen:
+        os.kill(pid, signal.SIGCONT)
+    run = api.wait_status(rid, FINAL)
+    assert run["status"] == "completed" and run["attempt"] == 2
+    assert_one_point_per_epoch_matching(api, rid, expected)
+
+
+def test_sigterm_requeues_the_running_run_and_a_restart_continues_it(
+    start_server, start_worker
+) -> None:
+    api = Api(start_server().url)
+    first = start_worker()
+    rid = api.submit(slow(epochs=8))
+    wait_until(lambda: api.run(rid)["epoch"] >= 1, timeout=120, what="the first epoch")
+    first.stop(signal.SIGTERM)
+    assert first.process.returncode == 0
+    run = api.run(rid)
+    assert run["status"] == "queued" and run["attempt"] == 1
+    start_worker()
+    run = api.wait_status(rid, FINAL)
+    assert run["status"] == "completed" and run["attempt"] == 2
+    assert api.epoch_series(rid)["val_loss"]["steps"] == list(range(1, 9))
+
+
+def test_an_exception_fails_the_run_with_its_message_and_a_nan_diverges_it(
+    start_server, start_worker
+) -> None:
+    api = Api(start_server().url)
+    broken = api.submit(quick(early_stopping={"monitor": "no_such_metric"}))
+    nan = api.submit(
+        quick(
+            dataset={"name": "diabetes"},
+            grad_clip_norm=None,
+            epochs=20,
+            optimizer={"name": "sgd", "lr": 10.0, "params": {"momentum": 0.9}},
+        )
+    )
+    start_worker()
+    failed = api.wait_status(broken, FINAL)
+    assert failed["status"] == "failed" and "no metric named 'no_such_metric'" in failed["error"]
+    assert "Traceback" in api.http.get(f"/api/runs/{broken}/logs").text
+    diverged = api.wait_status(nan, FINAL)
+    assert diverged["status"] == "diverged" and "lower learning rate" in diverged["error"]
+
+
+def test_queued_runs_survive_a_server_restart(start_server) -> None:
+    server = start_server(workers=0)
+    api = Api(server.url)
+    ids = [api.submit(quick()) for _ in range(2)]
+    server.stop()
+    restarted = start_server(workers=1)
+    api = Api(restarted.url)
+    assert {api.wait_status(rid, FINAL)["status"] for rid in ids} == {"completed"}
+    assert api.http.get("/api/health").json()["workers"] == 1
+
+
+def test_resume_continues_a_cancelled_run_with_more_epochs(start_server) -> None:
+    api = Api(start_server(workers=1).url)
+    rid = api.submit(quick(epochs=3))
+    api.wait_status(rid, {"completed"})
+    assert api.http.post(f"/api/runs/{rid}/resume").status_code == 409  # nothing more to do
+    assert api.http.post(f"/api/runs/{rid}/resume", json={"epochs": 5}).status_code == 202
+    run = api.wait_status(rid, FINAL)
+    assert run["status"] == "completed" and run["epoch"] == 5
+    assert api.epoch_series(rid)["val_loss"]["steps"] == [1, 2, 3, 4, 5]
