@@ -6,7 +6,8 @@ import hashlib
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
 from trainboard.api.deps import RunDep, SessionDep, SettingsDep
@@ -29,7 +30,11 @@ def list_run_checkpoints(run: RunDep, session: SessionDep) -> list[CheckpointPub
 
 @router.get("/{checkpoint_id}", response_class=FileResponse)
 def download_checkpoint(
-    run: RunDep, checkpoint_id: str, session: SessionDep, settings: SettingsDep, request: Request
+    run: RunDep,
+    checkpoint_id: Annotated[str, PathParam(max_length=64)],
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
 ) -> Response:
     row = find_checkpoint(session, run_id=run.id, checkpoint_id=checkpoint_id)
     # The file name comes from the database row, and is checked once more before use.
@@ -59,8 +64,6 @@ async def upload_checkpoint(
     require_writable(run, run.id)
     content = await file.read(settings.max_upload_bytes + 1)
     if len(content) > settings.max_upload_bytes:
-        from fastapi import HTTPException
-
         raise HTTPException(413, f"checkpoint larger than {settings.max_upload_bytes} bytes")
     name = checkpoint_name(epoch)
     path = settings.run_dir(run.id) / "checkpoints" / f"{name}.pt"

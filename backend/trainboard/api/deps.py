@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -38,7 +38,7 @@ def get_session(engine: EngineDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_path_run(run_id: int, session: SessionDep) -> Run:
+def get_path_run(run_id: Annotated[int, Path(ge=1, le=2**62)], session: SessionDep) -> Run:
     return get_run(session, run_id=run_id)
 
 
