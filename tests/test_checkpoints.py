@@ -103,7 +103,7 @@ def test_a_pickled_object_in_a_checkpoint_is_refused_with_a_clear_error(tmp_path
     with pytest.raises(ValueError, match="not a readable trainboard checkpoint"):
         trainboard.load_model(path)
     (tmp_path / "garbage.pt").write_bytes(b"\x00not a checkpoint")
-    with pytest.raises(ValueError, match="garbage.pt"):
+    with pytest.raises(ValueError, match=r"garbage\.pt"):
         load_checkpoint(tmp_path / "garbage.pt")
 
 

@@ -119,9 +119,8 @@ def test_every_model_and_data_set_publishes_a_json_schema_of_its_options() -> No
     for plugin in [*MODELS, *DATASETS]:
         entry = plugin.catalog_entry()
         assert entry["params"]["type"] == "object", plugin.name
-    assert (
-        MODELS.get("mlp").catalog_entry()["params"]["properties"]["hidden_sizes"]["type"] == "array"
-    )
+    hidden = MODELS.get("mlp").catalog_entry()["params"]["properties"]["hidden_sizes"]
+    assert hidden["type"] == "array" and hidden["default"] == [128, 64]  # factory defaults too
 
 
 def test_unknown_options_are_rejected_naming_them() -> None:

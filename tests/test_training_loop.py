@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -168,8 +169,8 @@ def test_onecycle_steps_every_batch_rising_to_max_lr_then_annealing(tmp_path: Pa
     assert lrs[0] == pytest.approx(initial)
     assert peak == round(0.25 * total) - 1 and lrs[peak] == pytest.approx(LR)
     assert lrs[-1] == pytest.approx(initial / 1e4)
-    assert all(b > a for a, b in zip(lrs[:peak], lrs[1 : peak + 1], strict=True))
-    assert all(b < a for a, b in zip(lrs[peak:-1], lrs[peak + 1 :], strict=True))
+    assert all(b > a for a, b in itertools.pairwise(lrs[: peak + 1]))
+    assert all(b < a for a, b in itertools.pairwise(lrs[peak:]))
 
 
 def test_plateau_cuts_lr_when_val_loss_stops_improving(tmp_path: Path) -> None:
@@ -195,7 +196,7 @@ def test_clipping_bounds_the_update_and_grad_norm_is_measured_before_clipping(
         model={"name": "mlp", "params": {"hidden_sizes": [32], "dropout": 0.0}},
         optimizer={"name": "sgd", "lr": lr, "weight_decay": 0.0, "params": {"momentum": 0.0}},
     )
-    outcome, sink = run(s, tmp_path)
+    _, sink = run(s, tmp_path)
     seed_everything(s.seed, True)
     initial = build_model(s.model, prepare_data(s.dataset, seed=s.seed).info).state_dict()
     trained = load_checkpoint(tmp_path / "checkpoints" / "epoch-0001.pt")["model_state_dict"]

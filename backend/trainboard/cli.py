@@ -96,8 +96,9 @@ def train(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from trainboard.db import init_db, make_engine, session_scope
-    from trainboard.execution import StopFlag, execute_run
+    from trainboard.execution import execute_run
     from trainboard.models import RunStatus
+    from trainboard.stop import StopFlag
     from trainboard.store import queue
     from trainboard.store.runs import create_job_run
     from trainboard.training.registry import describe_validation_error

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -15,6 +13,7 @@ from sqlalchemy import Engine
 from trainboard.config import Settings
 from trainboard.db import session_scope
 from trainboard.models import RunStatus
+from trainboard.stop import StopFlag
 from trainboard.store import queue
 from trainboard.store.checkpoints import sync_checkpoints
 from trainboard.store.metrics import add_metrics
@@ -88,26 +87,6 @@ class StoreSink:
     def close(self, outcome: Outcome) -> None:
         if self.pending:
             self._write()
-
-
-class StopFlag:
-    """Set from signal handlers; the loop polls it after every step (a plain attribute read)."""
-
-    def __init__(self) -> None:
-        self.reason: Exit | None = None
-
-    def __call__(self) -> Exit | None:
-        return self.reason
-
-    def install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def on_signal(signum: int, _frame: Any) -> None:
-            self.reason = Exit.cancelled if signum == signal.SIGUSR1 else Exit.interrupted
-
-        for signum in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, on_signal)
 
 
 EXIT_STATUS = {

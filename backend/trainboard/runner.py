@@ -37,14 +37,17 @@ def warm_up() -> None:
 
 
 def main() -> int:
-    from trainboard.config import Settings
-    from trainboard.db import make_engine
-    from trainboard.execution import StopFlag, execute_run
+    from trainboard.stop import StopFlag
 
+    # Handlers first: a cancel that arrives while torch is still importing must not kill us.
     stop = StopFlag()
     stop.install_signal_handlers()
     follow_parent()
     warm_up()
+    from trainboard.config import Settings
+    from trainboard.db import make_engine
+    from trainboard.execution import execute_run
+
     line = sys.stdin.readline()
     if not line:
         return 0  # the worker went away before giving us a run

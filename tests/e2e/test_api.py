@@ -393,7 +393,8 @@ def test_concurrent_writers_lose_nothing(shared_server: Server, http: httpx.Clie
         url, rid = sys.argv[1], int(sys.argv[2])
         with httpx.Client(base_url=url, timeout=60) as c:
             for batch in range(20):
-                pts = [{"key": k, "step": batch * 50 + i, "value": float(i)} for k in ("a", "b") for i in range(50)]
+                steps = range(batch * 50, batch * 50 + 50)
+                pts = [{"key": k, "step": s, "value": 1.0} for k in ("a", "b") for s in steps]
                 r = c.post(f"/api/runs/{rid}/metrics", json={"points": pts})
                 assert r.status_code == 202, r.text
         """

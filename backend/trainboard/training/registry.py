@@ -28,12 +28,15 @@ class Plugin:
     info: dict[str, Any] = field(default_factory=dict)
 
     def catalog_entry(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "params": self.params.model_json_schema(),
-            **self.info,
-        }
+        schema = self.params.model_json_schema()
+        # JSON Schema leaves out defaults made by a default_factory; a form needs them all.
+        try:
+            defaults = self.params().model_dump(mode="json")
+        except ValidationError:
+            defaults = {}
+        for key, value in defaults.items():
+            schema.get("properties", {}).get(key, {}).setdefault("default", value)
+        return {"name": self.name, "description": self.description, "params": schema, **self.info}
 
 
 def describe_validation_error(error: ValidationError) -> str:

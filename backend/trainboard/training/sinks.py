@@ -7,21 +7,13 @@ import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 from torch import nn
 
 from trainboard.training.checkpoint import CheckpointEntry
-
-
-class Exit(StrEnum):
-    completed = "completed"  # every epoch ran
-    early_stopped = "early_stopped"  # the monitored metric stopped improving (a completed run)
-    cancelled = "cancelled"  # a person asked it to stop
-    interrupted = "interrupted"  # its process is shutting down; it should be queued again
-    diverged = "diverged"  # loss or gradients went NaN/Inf
+from trainboard.training.exits import Exit
 
 
 @dataclass
