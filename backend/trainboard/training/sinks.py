@@ -89,7 +89,7 @@ class FanOut:
 class TensorBoardSink:
     """Scalars under the API's names and x; histograms every few epochs; hparams at the end."""
 
-    def __init__(self, logdir: Path, hparams: dict[str, Any], histogram_every: int = 5) -> None:
+    def __init__(self, logdir: Path, hparams: dict[str, Any], histogram_every: int = 10) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(logdir), flush_secs=5)
