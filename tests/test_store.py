@@ -206,3 +206,36 @@ def test_checkpoint_rows_follow_retention_and_aliases_resolve(engine: Engine) ->
         assert find_checkpoint(session, run_id=run_id, checkpoint_id="best").name == "epoch-0001"
         with pytest.raises(NotFound):
             find_checkpoint(session, run_id=run_id, checkpoint_id="epoch-0002")
+
+
+def test_the_pyramid_matches_the_raw_points_after_appends_rewrites_and_gaps(engine: Engine) -> None:
+    import random
+
+    from trainboard.store import pyramid
+
+    run_id = new_run(engine)
+    rng = random.Random(7)
+    truth: dict[int, float | None] = {}
+    batches = [
+        list(range(0, 3000)),
+        list(range(2990, 6000)),
+        rng.sample(range(0, 6000), 700),
+        list(range(9000, 9100)),
+    ]
+    for steps in batches:
+        points = [
+            ("loss", s, None if rng.random() < 0.01 else rng.uniform(-5, 5), 1.0) for s in steps
+        ]
+        for _, s, v, _ in points:
+            truth[s] = v
+        with session_scope(engine) as session:
+            add_metrics(session, run_id=run_id, points=points)
+    with session_scope(engine) as session:
+        for level in range(1, pyramid.LEVELS + 1):
+            width = pyramid.width(level)
+            cells = pyramid._read_cells(session, run_id, "loss", level, 0, 10_000 // width + 1)
+            expected_buckets = {s // width for s in truth}
+            assert set(cells) == expected_buckets, level
+            for bucket, cell in cells.items():
+                raw = [(s, truth[s], 1.0) for s in truth if s // width == bucket]
+                assert cell == pyramid.Cell.of(raw), (level, bucket)

@@ -105,6 +105,36 @@ class MetricPoint(SQLModel, table=True):
     seq: int = SQLField(sa_column=Column(BigInteger, nullable=False))
 
 
+class MetricBucket(SQLModel, table=True):
+    """A cell of the downsampling pyramid (store/pyramid.py): five points of a bucket of steps."""
+
+    __tablename__ = "metric_bucket"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    run_id: int = SQLField(
+        sa_column=Column(Integer, ForeignKey("run.id", ondelete="CASCADE"), primary_key=True)
+    )
+    key: str = SQLField(sa_column=Column(String(200), primary_key=True))
+    level: int = SQLField(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    bucket: int = SQLField(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    count: int = SQLField(sa_column=Column(BigInteger, nullable=False))
+    first_step: int = SQLField(sa_column=Column(BigInteger, nullable=False))
+    first_value: float | None = SQLField(default=None, sa_column=Column(Float, nullable=True))
+    first_ts: float = SQLField(sa_column=Column(Float, nullable=False))
+    last_step: int = SQLField(sa_column=Column(BigInteger, nullable=False))
+    last_value: float | None = SQLField(default=None, sa_column=Column(Float, nullable=True))
+    last_ts: float = SQLField(sa_column=Column(Float, nullable=False))
+    low_step: int | None = SQLField(default=None, sa_column=Column(BigInteger, nullable=True))
+    low_value: float | None = SQLField(default=None, sa_column=Column(Float, nullable=True))
+    low_ts: float | None = SQLField(default=None, sa_column=Column(Float, nullable=True))
+    high_step: int | None = SQLField(default=None, sa_column=Column(BigInteger, nullable=True))
+    high_value: float | None = SQLField(default=None, sa_column=Column(Float, nullable=True))
+    high_ts: float | None = SQLField(default=None, sa_column=Column(Float, nullable=True))
+    nan_step: int | None = SQLField(default=None, sa_column=Column(BigInteger, nullable=True))
+    nan_value: float | None = SQLField(default=None, sa_column=Column(Float, nullable=True))
+    nan_ts: float | None = SQLField(default=None, sa_column=Column(Float, nullable=True))
+
+
 class Checkpoint(SQLModel, table=True):
     __table_args__ = (Index("ux_checkpoint_run_name", "run_id", "name", unique=True),)
 

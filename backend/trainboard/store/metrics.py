@@ -11,6 +11,7 @@ from sqlalchemy import text, update
 from sqlmodel import Session, col
 
 from trainboard.models import MetricPoint, Run, RunStatus, Series
+from trainboard.store import pyramid
 from trainboard.store.errors import Conflict, NotFound
 
 _UPSERT = (
@@ -60,6 +61,7 @@ def add_metrics(
     placeholder = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     # Straight to the driver's executemany: the ORM is ~30x slower for bulk points.
     connection.exec_driver_sql(_UPSERT.format(p=", ".join([placeholder] * 6)), rows)
+    pyramid.update(session, run_id=run_id, rows=rows)
     return True
 
 
@@ -104,28 +106,29 @@ def read_series(
             "hi": x_max if x_max is not None else 2**62,
         }
         where = "run_id = :run AND key = :key AND step BETWEEN :lo AND :hi"
-        count, nulls, lo, hi = session.exec(
-            text(
-                "SELECT COUNT(*), COUNT(*) - COUNT(value), MIN(step), MAX(step) "
-                f"FROM metric_point WHERE {where}"
-            ),
-            params=params,
+        lo, hi = session.exec(
+            text(f"SELECT MIN(step), MAX(step) FROM metric_point WHERE {where}"), params=params
         ).one()
-        if not count:
+        if lo is None:
             continue
-        if count <= max_points:
+        buckets = max(1, max_points // 5)  # up to 5 points a bucket: first, last, min, max, NaN
+        rows: Any = None
+        if hi - lo + 1 > max_points:  # more steps than points wanted: maybe too many points
+            summary = pyramid.downsample(
+                session, run_id=run_id, key=key, lo=lo, hi=hi, buckets=buckets
+            )
+            if summary is None:  # no pyramid level fits: aggregate the raw points
+                width = max(1, -(-(hi - lo + 1) // buckets))
+                rows = _bucket_extremes(session, where, {**params, "lo": lo, "width": width})
+            elif summary[1] > max_points:
+                rows = summary[0]
+        if rows is None:
             rows = session.exec(
                 text(
                     f"SELECT step, value, timestamp FROM metric_point WHERE {where} ORDER BY step"
                 ),
                 params=params,
             ).all()
-        else:
-            buckets = max(1, max_points // 5)  # up to 5 points a bucket: first, last, min, max, NaN
-            width = max(1, -(-(hi - lo + 1) // buckets))
-            rows = _bucket_extremes(
-                session, where, {**params, "lo": lo, "width": width}, with_nulls=nulls > 0
-            )
         out[key] = Series(
             steps=[int(r[0]) for r in rows],
             values=[r[1] if r[1] is None or math.isfinite(r[1]) else None for r in rows],
@@ -134,9 +137,7 @@ def read_series(
     return out
 
 
-def _bucket_extremes(
-    session: Session, where: str, params: dict[str, Any], *, with_nulls: bool
-) -> list[Any]:
+def _bucket_extremes(session: Session, where: str, params: dict[str, Any]) -> list[Any]:
     bucket = "(step - :lo) / :width"
     if session.get_bind().dialect.name == "sqlite":
         # SQLite fills bare columns from the row that holds the single MIN()/MAX() aggregate.
@@ -147,16 +148,13 @@ def _bucket_extremes(
             ("MAX(step), value, timestamp", ""),
             ("step, MIN(value), timestamp", finite),
             ("step, MAX(value), timestamp", finite),
+            ("MIN(step), value, timestamp", " AND value IS NULL"),
         ]
-        if with_nulls:
-            shapes.append(("MIN(step), value, timestamp", " AND value IS NULL"))
         picks = [pick.format(cols=c, where=where, extra=e, bucket=bucket) for c, e in shapes]
     else:
-        orders = ["step", "step DESC", "value ASC, step", "value DESC, step"]
-        filters = ["", "", " AND value IS NOT NULL", " AND value IS NOT NULL"]
-        if with_nulls:
-            orders.append("step")
-            filters.append(" AND value IS NULL")
+        orders = ["step", "step DESC", "value ASC, step", "value DESC, step", "step"]
+        finite, nan = " AND value IS NOT NULL", " AND value IS NULL"
+        filters = ["", "", finite, finite, nan]
         picks = [
             f"SELECT DISTINCT ON ({bucket}) step, value, timestamp FROM metric_point "
             f"WHERE {where}{extra} ORDER BY {bucket}, {order}"

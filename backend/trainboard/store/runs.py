@@ -13,6 +13,7 @@ from trainboard.models import (
     RESUMABLE_STATUSES,
     Checkpoint,
     ExternalRunCreate,
+    MetricBucket,
     MetricPoint,
     Run,
     RunKind,
@@ -170,6 +171,7 @@ def delete_run(session: Session, *, run_id: int) -> None:
     if run.status in (RunStatus.queued, RunStatus.running):
         raise Conflict(f"run {run_id} is {run.status}; cancel it before deleting it")
     session.exec(delete(MetricPoint).where(col(MetricPoint.run_id) == run_id))
+    session.exec(delete(MetricBucket).where(col(MetricBucket.run_id) == run_id))
     session.exec(delete(Checkpoint).where(col(Checkpoint.run_id) == run_id))
     session.delete(run)
     session.flush()

@@ -1,0 +1,213 @@
+"""A pre-aggregated pyramid of metric points, so a long series downsamples without a full scan.
+
+Level L cuts a series' steps into buckets of 16**L steps (L = 1..4: 16 up to 65,536). Each
+cell keeps its bucket's point count and five points: first, last, minimum, maximum and first
+NaN. Cells merge associatively, so a parent is rebuilt from its 16 children and an appended
+batch merges into the cells it touches; a batch that rewrites existing steps recomputes those
+level-1 cells from the raw points. All of it happens in the writer's transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session
+
+FANOUT = 16
+# 16 .. 65,536 steps a bucket: at 400 buckets a read, spans up to ~26M steps use the pyramid;
+# longer ones fall back to aggregating raw points. Each level costs a read and a write per batch.
+LEVELS = 4
+Point = tuple[int, float | None, float]  # step, value (None = NaN), timestamp
+
+
+def width(level: int) -> int:
+    return FANOUT**level
+
+
+@dataclass
+class Cell:
+    count: int
+    first: Point
+    last: Point
+    low: Point | None  # the minimum finite-or-inf value; None when every point is NaN
+    high: Point | None
+    nan: Point | None  # the first NaN
+
+    @classmethod
+    def of(cls, points: Sequence[Point]) -> Cell:
+        # One pass, no sort: this runs for every point written.
+        first = last = points[0]
+        low: Point | None = None
+        high: Point | None = None
+        nan: Point | None = None
+        for point in points:
+            step, value = point[0], point[1]
+            if step < first[0]:
+                first = point
+            if step > last[0]:
+                last = point
+            if value is None:
+                if nan is None or step < nan[0]:
+                    nan = point
+                continue
+            if low is None or value < low[1] or (value == low[1] and step < low[0]):  # type: ignore[operator]
+                low = point
+            if high is None or value > high[1] or (value == high[1] and step < high[0]):  # type: ignore[operator]
+                high = point
+        return cls(len(points), first, last, low, high, nan)
+
+    def merge(self, other: Cell) -> Cell:
+        def pick(a: Point | None, b: Point | None, key: Any) -> Point | None:
+            return b if a is None else a if b is None else min(a, b, key=key)
+
+        return Cell(
+            self.count + other.count,
+            min(self.first, other.first),
+            max(self.last, other.last),
+            pick(self.low, other.low, lambda p: (p[1], p[0])),
+            pick(self.high, other.high, lambda p: (-p[1], p[0])),
+            pick(self.nan, other.nan, lambda p: p[0]),
+        )
+
+    def points(self) -> list[Point]:
+        return [p for p in (self.first, self.last, self.low, self.high, self.nan) if p is not None]
+
+
+_POINT_COLUMNS = ("first", "last", "low", "high", "nan")
+_COLUMNS = "count, " + ", ".join(f"{n}_step, {n}_value, {n}_ts" for n in _POINT_COLUMNS)
+
+
+def _row_to_cell(row: Sequence[Any]) -> Cell:
+    points: list[Point | None] = []
+    for i in range(len(_POINT_COLUMNS)):
+        step, value, ts = row[1 + 3 * i : 4 + 3 * i]
+        points.append(None if step is None else (int(step), value, float(ts)))
+    return Cell(int(row[0]), *points)  # type: ignore[arg-type]
+
+
+def _cell_to_row(cell: Cell) -> list[Any]:
+    row: list[Any] = [cell.count]
+    for point in (cell.first, cell.last, cell.low, cell.high, cell.nan):
+        row += list(point) if point is not None else [None, None, None]
+    return row
+
+
+def _driver_sql(session: Session, sql: str, params: Sequence[Any]) -> list[Any]:
+    """A read straight through the driver: these run several times per written batch, where
+    the ORM's per-statement overhead would cost more than the query."""
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    return list(connection.exec_driver_sql(sql.replace("?", mark), tuple(params)))
+
+
+def _read_cells(
+    session: Session, run_id: int, key: str, level: int, lo: int, hi: int
+) -> dict[int, Cell]:
+    rows = _driver_sql(
+        session,
+        f"SELECT bucket, {_COLUMNS} FROM metric_bucket WHERE run_id = ? AND key = ? "
+        "AND level = ? AND bucket BETWEEN ? AND ? ORDER BY bucket",
+        (run_id, key, level, lo, hi),
+    )
+    return {int(r[0]): _row_to_cell(r[1:]) for r in rows}
+
+
+def _write_cells(
+    session: Session, run_id: int, key: str, level: int, cells: dict[int, Cell]
+) -> None:
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    names = ["run_id", "key", "level", "bucket", *(c.strip() for c in _COLUMNS.split(","))]
+    updates = ", ".join(f"{n} = excluded.{n}" for n in names[4:])
+    sql = (
+        f"INSERT INTO metric_bucket ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))}) "
+        f"ON CONFLICT (run_id, key, level, bucket) DO UPDATE SET {updates}"
+    )
+    connection.exec_driver_sql(
+        sql, [(run_id, key, level, b, *_cell_to_row(c)) for b, c in cells.items()]
+    )
+
+
+def update(session: Session, *, run_id: int, rows: Iterable[Sequence[Any]]) -> None:
+    """Bring the pyramid up to date with `rows` (run, key, step, value, timestamp, seq), just
+    written to metric_point."""
+    by_key: dict[str, dict[int, list[Point]]] = defaultdict(lambda: defaultdict(list))
+    for _run, key, step, value, ts, _seq in rows:
+        by_key[key][step // FANOUT].append((step, value, ts))
+    for key, fresh in by_key.items():
+        existing = _read_cells(session, run_id, key, 1, min(fresh), max(fresh))
+        cells: dict[int, Cell] = {}
+        for bucket, new_points in fresh.items():
+            old = existing.get(bucket)
+            unique = {p[0]: p for p in new_points}  # the last write of a step wins, as in the table
+            if old is None:
+                cells[bucket] = Cell.of(list(unique.values()))
+            elif min(unique) > old.last[0]:  # a pure append: merge
+                cells[bucket] = old.merge(Cell.of(list(unique.values())))
+            else:  # rewrites or fills in steps: recompute from the raw points
+                cells[bucket] = Cell.of(
+                    _raw_points(session, run_id, key, bucket * FANOUT, bucket * FANOUT + FANOUT - 1)
+                )
+        _write_cells(session, run_id, key, 1, cells)
+        touched = set(cells)
+        for level in range(2, LEVELS + 1):
+            parents = {b // FANOUT for b in touched}
+            children = _read_cells(
+                session,
+                run_id,
+                key,
+                level - 1,
+                min(parents) * FANOUT,
+                max(parents) * FANOUT + FANOUT - 1,
+            )
+            rebuilt: dict[int, Cell] = {}
+            for bucket, cell in children.items():
+                parent = bucket // FANOUT
+                if parent in parents:
+                    rebuilt[parent] = rebuilt[parent].merge(cell) if parent in rebuilt else cell
+            _write_cells(session, run_id, key, level, rebuilt)
+            touched = parents
+
+
+def _raw_points(session: Session, run_id: int, key: str, lo: int, hi: int) -> list[Point]:
+    rows = _driver_sql(
+        session,
+        "SELECT step, value, timestamp FROM metric_point "
+        "WHERE run_id = ? AND key = ? AND step BETWEEN ? AND ?",
+        (run_id, key, lo, hi),
+    )
+    return [(int(s), v, float(t)) for s, v, t in rows]
+
+
+def downsample(
+    session: Session, *, run_id: int, key: str, lo: int, hi: int, buckets: int
+) -> tuple[list[Point], int] | None:
+    """At most 5 points a bucket over [lo, hi] from the finest level with few enough buckets,
+    and the number of points in the range; None when no level fits (the caller then aggregates
+    the raw points)."""
+    for level in range(1, LEVELS + 1):
+        w = width(level)
+        first_full, end_full = -(-lo // w), (hi + 1) // w  # full buckets: [first_full, end_full)
+        if end_full - first_full + 2 <= buckets:
+            break
+    else:
+        return None
+    out: list[Point] = []
+    if first_full >= end_full:  # the range is inside one or two buckets: raw is small enough
+        return None
+    count = 0
+    for cell in _read_cells(session, run_id, key, level, first_full, end_full - 1).values():
+        out += cell.points()
+        count += cell.count
+    # The partial buckets at both ends come from the raw points inside the range, so a zoomed
+    # view never shows a point outside it.
+    for edge_lo, edge_hi in ((lo, first_full * w - 1), (end_full * w, hi)):
+        if edge_lo <= edge_hi:
+            raw = _raw_points(session, run_id, key, edge_lo, edge_hi)
+            if raw:
+                out += Cell.of(raw).points()
+                count += len(raw)
+    return sorted(set(out), key=lambda p: p[0]), count

@@ -1,0 +1,196 @@
+"""Metric store speed against plain sqlite3 floors, all in one run on the same machine.
+
+(a) write floor: plain sqlite3 executemany, WAL, same table and indexes, batches of 1,000
+(b) the store API writing 1,000,000 points in batches of 1,000
+(c) POST /api/runs/{id}/metrics through a real uvicorn server, batches of 1,000
+(d) GET .../metrics of a 1,000,000-point series with max_points=2000, and a 10,000-point one whole
+(e) latency from a metric's commit to its arrival at a live-events (SSE) client
+(f) read floor: plain sqlite3 fetching the same 1,000,000 raw points
+Prints `name: value unit` lines.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "backend"))
+from trainboard.db import init_db, make_engine, session_scope  # noqa: E402
+from trainboard.models import ExternalRunCreate  # noqa: E402
+from trainboard.store.metrics import add_metrics  # noqa: E402
+from trainboard.store.runs import create_external_run  # noqa: E402
+
+from tests.helpers import Server  # noqa: E402
+
+N, BATCH = 1_000_000, 1_000
+
+
+def rows(run_id: int, n: int) -> list[tuple]:
+    now = time.time()
+    return [(run_id, "step/train_loss", i, 1.0 / (i + 1), now, i + 1) for i in range(n)]
+
+
+def write_floor(path: Path) -> float:
+    engine = make_engine(f"sqlite:///{path}")
+    init_db(engine)  # the same schema and indexes
+    with session_scope(engine) as session:
+        run_id = create_external_run(
+            session, request=ExternalRunCreate(kind="external", name="floor")
+        ).id
+    engine.dispose()
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    data = rows(run_id, N)
+    start = time.perf_counter()
+    for i in range(0, N, BATCH):
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany(
+            "INSERT INTO metric_point (run_id, key, step, value, timestamp, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            data[i : i + BATCH],
+        )
+        connection.execute("COMMIT")
+    seconds = time.perf_counter() - start
+    connection.close()
+    return N / seconds
+
+
+def read_floor(path: Path) -> float:
+    connection = sqlite3.connect(path)
+    start = time.perf_counter()
+    fetched = connection.execute(
+        "SELECT step, value, timestamp FROM metric_point "
+        "WHERE run_id = 1 AND key = 'step/train_loss' ORDER BY step"
+    ).fetchall()
+    seconds = time.perf_counter() - start
+    assert len(fetched) == N
+    connection.close()
+    return seconds
+
+
+def store_writes(path: Path) -> tuple[float, int]:
+    engine = make_engine(f"sqlite:///{path}")
+    init_db(engine)
+    with session_scope(engine) as session:
+        run_id = create_external_run(
+            session, request=ExternalRunCreate(kind="external", name="store")
+        ).id
+    points = [("step/train_loss", i, 1.0 / (i + 1), None) for i in range(N)]
+    start = time.perf_counter()
+    for i in range(0, N, BATCH):
+        with session_scope(engine) as session:
+            add_metrics(session, run_id=run_id, points=points[i : i + BATCH])
+    seconds = time.perf_counter() - start
+    engine.dispose()
+    return N / seconds, run_id
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        home = Path(folder)
+        floor = write_floor(home / "floor.db")
+        read_floor_s = read_floor(home / "floor.db")
+        store_rate, _ = store_writes(home / "trainboard.db")
+        print(f"write_floor_sqlite3: {floor:,.0f} points/s")
+        print(f"store_api_write: {store_rate:,.0f} points/s")
+        print(f"store_api_write_vs_floor: {store_rate / floor:.2f} x")
+        print(f"read_floor_sqlite3_1M: {read_floor_s * 1000:.0f} ms")
+
+        server = Server(home, f"sqlite:///{home / 'trainboard.db'}").start()
+        try:
+            http = httpx.Client(base_url=server.url, timeout=60)
+            big = 1  # the store benchmark's run: 1M points of step/train_loss
+            small = http.post("/api/runs", json={"kind": "external", "name": "rest"}).json()["id"]
+            body = [
+                {"key": "step/train_loss", "step": i, "value": 1.0 / (i + 1)} for i in range(BATCH)
+            ]
+            rest_points = 200_000
+            start = time.perf_counter()
+            for offset in range(0, rest_points, BATCH):
+                batch = [dict(p, step=p["step"] + offset) for p in body]
+                response = http.post(
+                    f"/api/runs/{small}/metrics",
+                    content=json.dumps({"points": batch}),
+                    headers={"content-type": "application/json"},
+                )
+                assert response.status_code == 202
+            rest_rate = rest_points / (time.perf_counter() - start)
+            print(f"rest_write: {rest_rate:,.0f} points/s")
+            print(f"rest_write_vs_floor: {rest_rate / floor:.2f} x")
+
+            timings = []
+            for _ in range(5):
+                start = time.perf_counter()
+                series = http.get(
+                    f"/api/runs/{big}/metrics",
+                    params={"keys": "step/train_loss", "max_points": 2000},
+                ).json()["series"]["step/train_loss"]
+                timings.append(time.perf_counter() - start)
+            assert 0 < len(series["steps"]) <= 2000
+            downsampled = statistics.median(timings)
+            print(f"read_1M_downsampled_2000: {downsampled * 1000:.0f} ms")
+            print(f"read_floor_over_downsampled: {read_floor_s / downsampled:.2f} x")
+            timings = []
+            for _ in range(5):
+                start = time.perf_counter()
+                series = http.get(
+                    f"/api/runs/{small}/metrics",
+                    params={"keys": "step/train_loss", "max_points": 20_000, "x_max": 9_999},
+                ).json()["series"]["step/train_loss"]
+                timings.append(time.perf_counter() - start)
+            assert len(series["steps"]) == 10_000
+            print(f"read_10k_whole: {statistics.median(timings) * 1000:.0f} ms")
+
+            live = http.post("/api/runs", json={"kind": "external", "name": "sse"}).json()["id"]
+            committed: dict[int, float] = {}
+            arrived: dict[int, float] = {}
+            ready = threading.Event()
+
+            def listen() -> None:
+                with httpx.stream(
+                    "GET", f"{server.url}/api/runs/{live}/events", timeout=60
+                ) as stream:
+                    for line in stream.iter_lines():
+                        ready.set()
+                        if line.startswith("data: ") and '"points"' in line:
+                            for point in json.loads(line[6:])["points"]:
+                                arrived.setdefault(point["step"], time.perf_counter())
+                        if len(arrived) >= 100:
+                            return
+
+            listener = threading.Thread(target=listen)
+            listener.start()
+            ready.wait(10)
+            for step in range(100):
+                http.post(
+                    f"/api/runs/{live}/metrics",
+                    json={"points": [{"key": "loss", "step": step, "value": 1.0}]},
+                )
+                committed[step] = time.perf_counter()  # the 202 comes after the commit
+                time.sleep(0.02)
+            listener.join(30)
+            latencies = sorted(
+                max(0.0, arrived[s] - committed[s]) for s in committed if s in arrived
+            )
+            p50 = latencies[len(latencies) // 2]
+            p95 = latencies[int(len(latencies) * 0.95) - 1]
+            print(f"sse_delivery_p50: {p50 * 1000:.0f} ms")
+            print(f"sse_delivery_p95: {p95 * 1000:.0f} ms")
+            print(f"sse_points_delivered: {len(latencies)} of 100")
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
