@@ -22,9 +22,11 @@ lint:  ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: setup  ## speed scripts: loop vs plain loop, store, page
+bench:  ## speed scripts: loop vs plain loop, store, page, queue latency
+	@scripts/setup.sh --test
 	$(PY) bench/loop_vs_plain.py
 	$(PY) bench/store.py
 	$(PY) bench/page.py
+	$(PY) bench/queue_latency.py
 
 .PHONY: help setup run test lint bench

@@ -23,7 +23,9 @@ fi
 # torch first, pinned: an unpinned torch would pull the newest build with GBs of CUDA packages.
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     say "installing $TORCH_REQUIREMENT"
-    pip_install "$TORCH_REQUIREMENT"
+    # Unquoted on purpose: TRAINBOARD_TORCH may carry pip options (an --index-url, say).
+    # shellcheck disable=SC2086
+    pip_install $TORCH_REQUIREMENT
     "$VENV/bin/python" -c "import torch" || { echo "[setup] torch failed to install" >&2; exit 1; }
 fi
 

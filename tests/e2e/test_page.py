@@ -109,6 +109,7 @@ def test_fill_the_form_start_a_run_and_watch_the_loss_chart_grow(
     page.wait_for_selector("#run-progress:has-text('epoch 12/12')", timeout=120_000)
     assert chart_points(page, "loss") == 12
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # never reloaded
+    page.wait_for_selector(".run-meta .badge-completed", timeout=60_000)
     shot(page, "run")
     page.goto(f"{site.url}/#/runs")
     row = page.locator(f"tr[data-run-id='{rid}']")
