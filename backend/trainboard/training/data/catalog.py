@@ -232,7 +232,7 @@ def load_upload(uploads_dir: Path, name: str, *, max_columns: int = 10_000) -> R
             columns,
             encoded.astype(np.int64),
             "classification",
-            classes=list(classes),
+            classes=[str(c) for c in classes],  # plain str: checkpoints load weights_only
             columns=features,
         )
     return RawData(columns, target.astype(np.float32), "regression", columns=features)
