@@ -26,7 +26,8 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     # Unquoted on purpose: TRAINBOARD_TORCH may carry pip options (an --index-url, say).
     # shellcheck disable=SC2086
     pip_install $TORCH_REQUIREMENT
-    "$VENV/bin/python" -c "import torch" || { echo "[setup] torch failed to install" >&2; exit 1; }
+    # (numpy comes with the project next; torch warns about its absence meanwhile)
+    "$VENV/bin/python" -c "import torch" 2>/dev/null || { echo "[setup] torch failed to install" >&2; exit 1; }
 fi
 
 extras=""

@@ -250,3 +250,38 @@ def test_narrow_screens_and_empty_states(browser: Any, tmp_path: Path) -> None:
         page.close()
     finally:
         server.stop()
+
+
+def test_zooming_a_chart_refetches_that_range_at_full_detail(
+    page: Any, site: Server, api: httpx.Client
+) -> None:
+    from urllib.parse import parse_qs, urlparse
+
+    rid = api.post("/api/runs", json={"kind": "external", "name": "long curve"}).json()["id"]
+    points = [{"key": "step/train_loss", "step": s, "value": 1.0 / s} for s in range(1, 5001)]
+    api.post(f"/api/runs/{rid}/metrics", json={"points": points})
+    page.goto(f"{site.url}/#/run/{rid}")
+    wait_until(lambda: chart_points(page, "step_loss") > 0, timeout=30, what="the step chart")
+    assert chart_points(page, "step_loss") <= 2000  # downsampled at first
+    box = page.locator("[data-chart=step_loss] .u-over").bounding_box()
+    y = box["y"] + box["height"] / 2
+    with page.expect_request(lambda r: "/metrics" in r.url and "x_min" in r.url) as request:
+        page.mouse.move(box["x"] + box["width"] * 0.40, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=5)
+        page.mouse.up()
+    query = parse_qs(urlparse(request.value.url).query)
+    lo, hi = int(query["x_min"][0]), int(query["x_max"][0])
+    expected = len(range(max(lo, 1), min(hi, 5000) + 1))
+    assert 0 < expected < 2000
+    wait_until(
+        lambda: chart_points(page, "step_loss") == expected, timeout=10, what="the zoomed points"
+    )
+    page.locator("[data-chart=step_loss] .u-over").dblclick()
+    wait_until(
+        lambda: (
+            chart_points(page, "step_loss") <= 2000 and chart_points(page, "step_loss") != expected
+        ),
+        timeout=10,
+        what="the reset",
+    )

@@ -34,7 +34,7 @@ def read_metrics(
 @router.post("", status_code=202)
 def write_metrics(run: RunDep, body: MetricsWrite, session: SessionDep) -> dict[str, int]:
     require_writable(run, run.id)
-    points = [(p.key, p.step, p.value, p.timestamp) for p in body.points]
+    points = [(p["key"], p["step"], p["value"], p.get("timestamp")) for p in body.points]
     if not add_metrics(session, run_id=run.id, points=points, attempt=body.attempt):
         raise Conflict(f"attempt {body.attempt} no longer holds run {run.id}")
     return {"accepted": len(points)}
