@@ -97,9 +97,8 @@ def train(args: argparse.Namespace) -> int:
 
     from trainboard.db import init_db, make_engine, session_scope
     from trainboard.execution import execute_run
-    from trainboard.models import RunStatus
+    from trainboard.models import RunStatus, utcnow
     from trainboard.stop import StopFlag
-    from trainboard.store import queue
     from trainboard.store.runs import create_job_run
     from trainboard.training.registry import describe_validation_error
     from trainboard.training.spec import RunSpec
@@ -114,21 +113,15 @@ def train(args: argparse.Namespace) -> int:
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
     with session_scope(engine) as session:
-        run = create_job_run(session, spec=spec.model_copy(update={"priority": -1000}))
-        # Claimed by this process at once: foreground runs never wait in the queue.
-        session.flush()
-        run.status, run.attempt, run.worker, run.device = (
-            RunStatus.running,
-            1,
-            f"foreground-{os.getpid()}",
-            spec.device,
-        )
+        run = create_job_run(session, spec=spec)
+        # Claimed by this process in the same transaction, so no worker can take it. It holds
+        # no lease: nothing would renew one, and a foreground run is not retried elsewhere.
+        run.status, run.attempt, run.started_at = RunStatus.running, 1, utcnow()
+        run.worker, run.device = f"foreground-{os.getpid()}", spec.device
         run_id = run.id
     print(f"run {run_id}: {spec.display_name()} -> {settings.run_dir(run_id)}", flush=True)
     stop = StopFlag()
     stop.install_signal_handlers()
-    with session_scope(engine) as session:
-        queue.renew_lease(session, run_id=run_id, attempt=1, lease_seconds=10 * 365 * 86400)
     status = execute_run(settings, engine, run_id=run_id, attempt=1, device=spec.device, stop=stop)
     return 0 if status == RunStatus.completed else 1
 

@@ -2,7 +2,7 @@
 
 import { api, fileUrl, runEvents } from "../api.js";
 import { align, makeChart, resizeCharts, setChartData, smooth } from "../charts.js";
-import { badge, el, formatDuration, formatNumber, showError } from "../dom.js";
+import { badge, el, formatDuration, formatNumber } from "../dom.js";
 
 const CHARTS = [
   { id: "loss", title: "Loss", keys: ["train_loss", "val_loss"] },
@@ -113,11 +113,8 @@ export async function runView(container, id, setConnection) {
       el("td", { text: formatNumber(c.metrics.val_loss) }), el("td", { text: c.is_best ? "★" : "" }),
       el("td", {}, el("a", { href: fileUrl(`/runs/${id}/checkpoints/${encodeURIComponent(c.id)}`), download: "", text: "Download" })))));
   }
-  const checkpoints = new Map();
-  function addCheckpoint(c) {
-    checkpoints.set(c.id, c);
-    api.checkpoints(id).then((list) => { renderCheckpoints(list); }).catch(() => {});
-  }
+  // A checkpoint event can also retire older files (retention): re-read the whole list.
+  const refreshCheckpoints = () => api.checkpoints(id).then(renderCheckpoints).catch(() => {});
   const logLines = [];
   function addLog(lines) {
     logLines.push(...lines);
@@ -142,10 +139,8 @@ export async function runView(container, id, setConnection) {
   const source = runEvents(id, initial.cursor, {
     metrics: (data) => { store.add(data.points); redraw(); },
     status: (r) => { renderHeader(r); if (FINAL.has(r.status)) setTimeout(() => source.close(), 1500); },
-    checkpoint: addCheckpoint,
+    checkpoint: refreshCheckpoints,
     log: (data) => addLog(data.lines),
   }, setConnection);
   return () => { source.close(); window.removeEventListener("resize", onResize); charts.forEach((c) => c.chart.destroy()); setConnection(true); };
 }
-
-export function runViewError(container, error) { showError(container, error); }

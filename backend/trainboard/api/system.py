@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile
@@ -11,7 +12,7 @@ from sqlmodel import Session
 
 from trainboard import __version__
 from trainboard.api.deps import SessionDep, SettingsDep
-from trainboard.models import DatasetPublic, Health, UploadedDataset, WorkerPublic
+from trainboard.models import DatasetPublic, Health, UploadedDataset, WorkerPublic, utcnow
 from trainboard.store.workers import add_upload, list_uploads, list_workers
 from trainboard.training.data import DATASETS, dataset_catalog
 from trainboard.training.data.catalog import upload_paths
@@ -27,10 +28,6 @@ UPLOAD_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 
 def live_worker_count(session: Session, lease_seconds: float) -> int:
-    from datetime import timedelta
-
-    from trainboard.models import utcnow
-
     fresh = utcnow() - timedelta(seconds=max(10.0, 3 * lease_seconds))
     return sum(
         1 for w in list_workers(session) if w.status != "stopped" and w.last_heartbeat >= fresh

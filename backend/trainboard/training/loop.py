@@ -158,7 +158,7 @@ def train(
         lr = optimizer.param_groups[0]["lr"]
 
         # --- eval
-        seen = len(starts) and min(n_train, starts[-1] + batch)
+        seen = min(n_train, starts[-1] + batch)  # samples trained on this epoch
         metrics = {
             "train_loss": loss_sum.item() / seen,
             "grad_norm": sum(grad_norms) / len(grad_norms),
