@@ -129,28 +129,25 @@ def main() -> None:
             print(f"rest_write: {rest_rate:,.0f} points/s")
             print(f"rest_write_vs_floor: {rest_rate / floor:.2f} x")
 
-            timings = []
-            for _ in range(5):
-                start = time.perf_counter()
-                series = http.get(
-                    f"/api/runs/{big}/metrics",
-                    params={"keys": "step/train_loss", "max_points": 2000},
-                ).json()["series"]["step/train_loss"]
-                timings.append(time.perf_counter() - start)
-            assert 0 < len(series["steps"]) <= 2000
-            downsampled = statistics.median(timings)
+            def read(run_id: int, **params: int) -> tuple[float, int]:
+                """Median seconds of five reads of step/train_loss, and the points returned."""
+                timings = []
+                for _ in range(5):
+                    start = time.perf_counter()
+                    response = http.get(
+                        f"/api/runs/{run_id}/metrics", params={"keys": "step/train_loss", **params}
+                    )
+                    timings.append(time.perf_counter() - start)
+                points = len(response.json()["series"]["step/train_loss"]["steps"])
+                return statistics.median(timings), points
+
+            downsampled, points = read(big, max_points=2000)
+            assert 0 < points <= 2000
             print(f"read_1M_downsampled_2000: {downsampled * 1000:.0f} ms")
             print(f"read_floor_over_downsampled: {read_floor_s / downsampled:.2f} x")
-            timings = []
-            for _ in range(5):
-                start = time.perf_counter()
-                series = http.get(
-                    f"/api/runs/{small}/metrics",
-                    params={"keys": "step/train_loss", "max_points": 20_000, "x_max": 9_999},
-                ).json()["series"]["step/train_loss"]
-                timings.append(time.perf_counter() - start)
-            assert len(series["steps"]) == 10_000
-            print(f"read_10k_whole: {statistics.median(timings) * 1000:.0f} ms")
+            whole, points = read(small, max_points=20_000, x_max=9_999)
+            assert points == 10_000
+            print(f"read_10k_whole: {whole * 1000:.0f} ms")
 
             live = http.post("/api/runs", json={"kind": "external", "name": "sse"}).json()["id"]
             committed: dict[int, float] = {}

@@ -135,15 +135,24 @@ def test_cancel_a_queued_run_at_once_and_a_running_one_within_a_step(
     assert api.run(queued)["started_at"] is None  # never ran
 
 
-def test_kill_9_of_a_worker_mid_run_resumes_from_the_last_checkpoint_elsewhere(
-    start_server, start_worker, tmp_path: Path
-) -> None:
+def slow_run_on_one_worker(
+    start_server: Any, start_worker: Any, tmp_path: Path, epochs_done: int
+) -> tuple[Api, Any, int, list[dict[str, float]]]:
+    """A short lease, one worker training `slow()` past `epochs_done` epochs, and the metrics
+    an uninterrupted run of the same spec produces."""
     spec = slow()
     expected = reference_metrics(spec, tmp_path)
     api = Api(start_server(**LEASE).url)
-    first = start_worker(**LEASE)
+    worker = start_worker(**LEASE)
     rid = api.submit(spec)
-    wait_until(lambda: api.run(rid)["epoch"] >= 2, timeout=120, what="two epochs")
+    wait_until(lambda: api.run(rid)["epoch"] >= epochs_done, timeout=120, what="epochs done")
+    return api, worker, rid, expected
+
+
+def test_kill_9_of_a_worker_mid_run_resumes_from_the_last_checkpoint_elsewhere(
+    start_server, start_worker, tmp_path: Path
+) -> None:
+    api, first, rid, expected = slow_run_on_one_worker(start_server, start_worker, tmp_path, 2)
     pid = first.process.pid
     children = child_pids(pid)
     os.kill(pid, signal.SIGSTOP)  # freeze it so it cannot react, then kill everything
@@ -164,12 +173,7 @@ def test_kill_9_of_a_worker_mid_run_resumes_from_the_last_checkpoint_elsewhere(
 def test_a_paused_worker_that_wakes_up_cannot_write_over_its_replacement(
     start_server, start_worker, tmp_path: Path
 ) -> None:
-    spec = slow()
-    expected = reference_metrics(spec, tmp_path)
-    api = Api(start_server(**LEASE).url)
-    first = start_worker(**LEASE)
-    rid = api.submit(spec)
-    wait_until(lambda: api.run(rid)["epoch"] >= 1, timeout=120, what="the first epoch")
+    api, first, rid, expected = slow_run_on_one_worker(start_server, start_worker, tmp_path, 1)
     frozen = [first.process.pid, *child_pids(first.process.pid)]
     for pid in frozen:
         os.kill(pid, signal.SIGSTOP)

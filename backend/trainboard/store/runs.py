@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from sqlalchemy import String, cast, func, or_, update
+from sqlalchemy import String, cast, func, or_
 from sqlmodel import Session, col, delete, select
 
 from trainboard.models import (
@@ -25,8 +24,12 @@ from trainboard.store.errors import Conflict, NotFound
 from trainboard.training.spec import RunSpec
 
 
-def _bump_status(run_id: int) -> Any:
-    return update(Run).where(col(Run.id) == run_id).values(status_seq=Run.status_seq + 1)
+def _publish(session: Session, run: Run) -> Run:
+    """Save a change to a run and bump its status sequence, so live-events clients see it."""
+    run.status_seq += 1
+    session.add(run)
+    session.flush()
+    return run
 
 
 def create_job_run(session: Session, *, spec: RunSpec, sweep_id: int | None = None) -> Run:
@@ -106,10 +109,7 @@ def update_run(session: Session, *, run_id: int, changes: RunUpdate) -> Run:
     for field, value in changes.model_dump(exclude_unset=True).items():
         if value is not None:
             setattr(run, field, value)
-    run.status_seq += 1
-    session.add(run)
-    session.flush()
-    return run
+    return _publish(session, run)
 
 
 def cancel_run(session: Session, *, run_id: int) -> Run:
@@ -121,10 +121,7 @@ def cancel_run(session: Session, *, run_id: int) -> Run:
         run.status, run.finished_at = RunStatus.cancelled, utcnow()
     else:
         run.cancel_requested = True
-    run.status_seq += 1
-    session.add(run)
-    session.flush()
-    return run
+    return _publish(session, run)
 
 
 def resume_run(session: Session, *, run_id: int, epochs: int | None) -> Run:
@@ -147,10 +144,7 @@ def resume_run(session: Session, *, run_id: int, epochs: int | None) -> Run:
     run.cancel_requested = False
     # A fresh retry budget: the attempts already made do not count against this resume.
     run.max_retries = run.attempt + int(run.spec.get("max_retries", 1))
-    run.status_seq += 1
-    session.add(run)
-    session.flush()
-    return run
+    return _publish(session, run)
 
 
 def finish_external_run(session: Session, *, run_id: int, status: str, error: str | None) -> Run:
@@ -160,10 +154,7 @@ def finish_external_run(session: Session, *, run_id: int, status: str, error: st
     if run.status in FINAL_STATUSES:
         raise Conflict(f"run {run_id} has already finished ({run.status})")
     run.status, run.error, run.finished_at = status, error, utcnow()
-    run.status_seq += 1
-    session.add(run)
-    session.flush()
-    return run
+    return _publish(session, run)
 
 
 def delete_run(session: Session, *, run_id: int) -> None:
