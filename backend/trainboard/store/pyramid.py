@@ -103,20 +103,35 @@ def _driver_sql(session: Session, sql: str, params: Sequence[Any]) -> list[Any]:
     return list(connection.exec_driver_sql(sql.replace("?", mark), tuple(params)))
 
 
+Ranges = dict[str, tuple[int, int]]  # key -> (first bucket, last bucket)
+
+
+def _read_many(
+    session: Session, run_id: int, level: int, ranges: Ranges
+) -> dict[tuple[str, int], Cell]:
+    """The cells of several keys in one query: an epoch writes about ten keys at once."""
+    where = " OR ".join("(key = ? AND bucket BETWEEN ? AND ?)" for _ in ranges)
+    params: list[Any] = [run_id, level]
+    for key, (lo, hi) in ranges.items():
+        params += [key, lo, hi]
+    rows = _driver_sql(
+        session,
+        f"SELECT key, bucket, {_COLUMNS} FROM metric_bucket "
+        f"WHERE run_id = ? AND level = ? AND ({where})",
+        params,
+    )
+    return {(r[0], int(r[1])): _row_to_cell(r[2:]) for r in rows}
+
+
 def _read_cells(
     session: Session, run_id: int, key: str, level: int, lo: int, hi: int
 ) -> dict[int, Cell]:
-    rows = _driver_sql(
-        session,
-        f"SELECT bucket, {_COLUMNS} FROM metric_bucket WHERE run_id = ? AND key = ? "
-        "AND level = ? AND bucket BETWEEN ? AND ? ORDER BY bucket",
-        (run_id, key, level, lo, hi),
-    )
-    return {int(r[0]): _row_to_cell(r[1:]) for r in rows}
+    cells = _read_many(session, run_id, level, {key: (lo, hi)})
+    return {bucket: cells[(key, bucket)] for _, bucket in sorted(cells)}
 
 
-def _write_cells(
-    session: Session, run_id: int, key: str, level: int, cells: dict[int, Cell]
+def _write_many(
+    session: Session, run_id: int, level: int, cells: dict[tuple[str, int], Cell]
 ) -> None:
     connection = session.connection()
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
@@ -126,50 +141,52 @@ def _write_cells(
         f"INSERT INTO metric_bucket ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))}) "
         f"ON CONFLICT (run_id, key, level, bucket) DO UPDATE SET {updates}"
     )
-    connection.exec_driver_sql(
-        sql, [(run_id, key, level, b, *_cell_to_row(c)) for b, c in cells.items()]
-    )
+    rows = [(run_id, key, level, bucket, *_cell_to_row(c)) for (key, bucket), c in cells.items()]
+    connection.exec_driver_sql(sql, rows)
 
 
 def update(session: Session, *, run_id: int, rows: Iterable[Sequence[Any]]) -> None:
     """Bring the pyramid up to date with `rows` (run, key, step, value, timestamp, seq), just
-    written to metric_point."""
-    by_key: dict[str, dict[int, list[Point]]] = defaultdict(lambda: defaultdict(list))
+    written to metric_point: per level, one read and one write for all keys of the batch."""
+    fresh: dict[tuple[str, int], dict[int, Point]] = defaultdict(dict)
     for _run, key, step, value, ts, _seq in rows:
-        by_key[key][step // FANOUT].append((step, value, ts))
-    for key, fresh in by_key.items():
-        existing = _read_cells(session, run_id, key, 1, min(fresh), max(fresh))
-        cells: dict[int, Cell] = {}
-        for bucket, new_points in fresh.items():
-            old = existing.get(bucket)
-            unique = {p[0]: p for p in new_points}  # the last write of a step wins, as in the table
-            if old is None:
-                cells[bucket] = Cell.of(list(unique.values()))
-            elif min(unique) > old.last[0]:  # a pure append: merge
-                cells[bucket] = old.merge(Cell.of(list(unique.values())))
-            else:  # rewrites or fills in steps: recompute from the raw points
-                cells[bucket] = Cell.of(
-                    _raw_points(session, run_id, key, bucket * FANOUT, bucket * FANOUT + FANOUT - 1)
-                )
-        _write_cells(session, run_id, key, 1, cells)
-        touched = set(cells)
-        for level in range(2, LEVELS + 1):
-            parents = {b // FANOUT for b in touched}
-            children = _read_cells(
-                session,
-                run_id,
-                key,
-                level - 1,
-                min(parents) * FANOUT,
-                max(parents) * FANOUT + FANOUT - 1,
-            )
-            rebuilt: dict[int, Cell] = {}
-            for bucket, cell in children.items():
-                parent = bucket // FANOUT
-                if parent in parents:
-                    rebuilt[parent] = rebuilt[parent].merge(cell) if parent in rebuilt else cell
-            _write_cells(session, run_id, key, level, rebuilt)
-            touched = parents
+        fresh[(key, step // FANOUT)][step] = (step, value, ts)  # the last write of a step wins
+    if not fresh:
+        return
+    existing = _read_many(session, run_id, 1, _ranges(fresh))
+    cells: dict[tuple[str, int], Cell] = {}
+    for (key, bucket), unique in fresh.items():
+        old = existing.get((key, bucket))
+        if old is None:
+            cells[(key, bucket)] = Cell.of(list(unique.values()))
+        elif min(unique) > old.last[0]:  # a pure append: merge
+            cells[(key, bucket)] = old.merge(Cell.of(list(unique.values())))
+        else:  # rewrites or fills in steps: recompute from the raw points
+            lo = bucket * FANOUT
+            cells[(key, bucket)] = Cell.of(_raw_points(session, run_id, key, lo, lo + FANOUT - 1))
+    _write_many(session, run_id, 1, cells)
+    touched = set(cells)
+    for level in range(2, LEVELS + 1):
+        parents = {(key, bucket // FANOUT) for key, bucket in touched}
+        child_ranges = {
+            key: (lo * FANOUT, hi * FANOUT + FANOUT - 1)
+            for key, (lo, hi) in _ranges(parents).items()
+        }
+        rebuilt: dict[tuple[str, int], Cell] = {}
+        for (key, bucket), cell in _read_many(session, run_id, level - 1, child_ranges).items():
+            parent = (key, bucket // FANOUT)
+            if parent in parents:
+                rebuilt[parent] = rebuilt[parent].merge(cell) if parent in rebuilt else cell
+        _write_many(session, run_id, level, rebuilt)
+        touched = parents
+
+
+def _ranges(cells: Iterable[tuple[str, int]]) -> Ranges:
+    ranges: Ranges = {}
+    for key, bucket in cells:
+        lo, hi = ranges.get(key, (bucket, bucket))
+        ranges[key] = (min(lo, bucket), max(hi, bucket))
+    return ranges
 
 
 def _raw_points(session: Session, run_id: int, key: str, lo: int, hi: int) -> list[Point]:
