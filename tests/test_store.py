@@ -218,9 +218,12 @@ def test_the_pyramid_matches_the_raw_points_after_appends_rewrites_and_gaps(engi
     truth: dict[int, float | None] = {}
     batches = [
         list(range(0, 3000)),
-        list(range(2990, 6000)),
-        rng.sample(range(0, 6000), 700),
-        list(range(9000, 9100)),
+        list(range(2990, 6000)),  # overlaps: rewrites
+        rng.sample(range(0, 6000), 700),  # rewrites anywhere
+        list(range(9000, 9100)),  # a gap, then new steps
+        list(range(6200, 6300)),
+        list(range(6000, 6100)),
+        list(range(6100, 6200)),  # new steps filling a hole inside existing parents
     ]
     for steps in batches:
         points = [

@@ -155,16 +155,26 @@ def update(session: Session, *, run_id: int, rows: Iterable[Sequence[Any]]) -> N
         return
     existing = _read_many(session, run_id, 1, _ranges(fresh))
     cells: dict[tuple[str, int], Cell] = {}
+    # What the batch adds under each cell, kept while every point of the batch is a new step
+    # (then a parent's new cell is exactly its old one merged with the delta).
+    deltas: dict[tuple[str, int], Cell] | None = {}
     for (key, bucket), unique in fresh.items():
         old = existing.get((key, bucket))
+        delta = Cell.of(list(unique.values()))
         if old is None:
-            cells[(key, bucket)] = Cell.of(list(unique.values()))
+            cells[(key, bucket)] = delta
         elif min(unique) > old.last[0]:  # a pure append: merge
-            cells[(key, bucket)] = old.merge(Cell.of(list(unique.values())))
+            cells[(key, bucket)] = old.merge(delta)
         else:  # rewrites or fills in steps: recompute from the raw points
             lo = bucket * FANOUT
             cells[(key, bucket)] = Cell.of(_raw_points(session, run_id, key, lo, lo + FANOUT - 1))
+            deltas = None
+        if deltas is not None:
+            deltas[(key, bucket)] = delta
     _write_many(session, run_id, 1, cells)
+    if deltas is not None:
+        _merge_upwards(session, run_id, deltas)
+        return
     touched = set(cells)
     for level in range(2, LEVELS + 1):
         parents = {(key, bucket // FANOUT) for key, bucket in touched}
@@ -179,6 +189,20 @@ def update(session: Session, *, run_id: int, rows: Iterable[Sequence[Any]]) -> N
                 rebuilt[parent] = rebuilt[parent].merge(cell) if parent in rebuilt else cell
         _write_many(session, run_id, level, rebuilt)
         touched = parents
+
+
+def _merge_upwards(session: Session, run_id: int, deltas: dict[tuple[str, int], Cell]) -> None:
+    """For a batch of new steps only: each parent is its old self merged with what the batch
+    added under it, reading one row per parent instead of all sixteen children."""
+    for level in range(2, LEVELS + 1):
+        parents: dict[tuple[str, int], Cell] = {}
+        for (key, bucket), delta in deltas.items():
+            parent = (key, bucket // FANOUT)
+            parents[parent] = parents[parent].merge(delta) if parent in parents else delta
+        existing = _read_many(session, run_id, level, _ranges(parents))
+        merged = {p: existing[p].merge(d) if p in existing else d for p, d in parents.items()}
+        _write_many(session, run_id, level, merged)
+        deltas = parents
 
 
 def _ranges(cells: Iterable[tuple[str, int]]) -> Ranges:
