@@ -86,6 +86,10 @@ class FanOut:
             sink.close(outcome)
 
 
+# Linear bins: TensorBoard's default exponential ones cost 3x as much to compute.
+BINS = 64
+
+
 class TensorBoardSink:
     """Scalars under the API's names and x; histograms every few epochs; hparams at the end."""
 
@@ -106,11 +110,11 @@ class TensorBoardSink:
         if self.histogram_every and (report.epoch == 1 or report.epoch % self.histogram_every == 0):
             for name, param in report.model.named_parameters():
                 self.writer.add_histogram(
-                    f"weights/{name}", param.detach().float().cpu(), report.epoch
+                    f"weights/{name}", param.detach().float().cpu(), report.epoch, bins=BINS
                 )
                 if param.grad is not None:
                     self.writer.add_histogram(
-                        f"grads/{name}", param.grad.detach().float().cpu(), report.epoch
+                        f"grads/{name}", param.grad.detach().float().cpu(), report.epoch, bins=BINS
                     )
 
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
