@@ -285,3 +285,34 @@ def test_zooming_a_chart_refetches_that_range_at_full_detail(
         timeout=10,
         what="the reset",
     )
+
+
+def test_a_lost_connection_shows_reconnecting_and_resumes(browser: Any, tmp_path: Path) -> None:
+    first = Server(tmp_path, f"sqlite:///{tmp_path / 'trainboard.db'}").start()
+    page = browser.new_page()
+    try:
+        with httpx.Client(base_url=first.url) as http:
+            rid = http.post("/api/runs", json={"kind": "external", "name": "flaky"}).json()["id"]
+            http.post(
+                f"/api/runs/{rid}/metrics",
+                json={"points": [{"key": "train_loss", "step": 1, "value": 1.0}]},
+            )
+        page.goto(f"{first.url}/#/run/{rid}")
+        wait_until(lambda: chart_points(page, "loss") == 1, timeout=30, what="the first point")
+        first.stop()
+        page.wait_for_selector("#connection:has-text('reconnecting')", timeout=30_000)
+        second = Server(tmp_path, first.database_url, port=first.port).start()
+        try:
+            with httpx.Client(base_url=second.url) as http:
+                http.post(
+                    f"/api/runs/{rid}/metrics",
+                    json={"points": [{"key": "train_loss", "step": 2, "value": 0.5}]},
+                )
+            wait_until(
+                lambda: chart_points(page, "loss") == 2, timeout=30, what="the point sent after"
+            )
+            page.wait_for_selector("#connection", state="hidden", timeout=10_000)
+        finally:
+            second.stop()
+    finally:
+        page.close()
