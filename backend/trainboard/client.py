@@ -26,6 +26,18 @@ class ClientError(RuntimeError):
     """The server refused a request, or could not be reached; the message says why."""
 
 
+def describe_detail(detail: Any) -> str:
+    """A validation error list as `field: message; ...`, anything else as it is."""
+    if isinstance(detail, list) and all(isinstance(d, dict) and "msg" in d for d in detail):
+        parts = []
+        for item in detail:
+            # "body" and the union's branch tag ("job") are not part of the field's name.
+            loc = [str(p) for p in item.get("loc", []) if p not in ("body", "job", "external")]
+            parts.append(f"{'.'.join(loc) or 'request'}: {item['msg']}")
+        return "; ".join(parts)
+    return str(detail)
+
+
 class Client:
     def __init__(
         self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0
@@ -44,7 +56,7 @@ class Client:
                 detail = response.json().get("detail")
             except ValueError:
                 detail = response.text
-            raise ClientError(f"{response.status_code}: {detail}")
+            raise ClientError(f"{response.status_code}: {describe_detail(detail)}")
         return response.json() if response.content else None
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:

@@ -424,3 +424,35 @@ def test_uploading_a_checkpoint_that_is_too_large_gets_413(
     blob = io.BytesIO(b"\0" * (65 * 1024 * 1024))
     response = http.post(f"/api/runs/{rid}/checkpoints", files={"file": ("big.pt", blob)})
     assert response.status_code == 413
+
+
+def test_submit_and_runs_commands_talk_to_the_server(shared_server: Server, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    def trainboard(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "trainboard", *args, "--url", shared_server.url]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(tiny_spec(name="from-the-cli")))
+    bad.write_text(json.dumps(tiny_spec(optimizer={"lr": 0})))
+    submitted = trainboard("submit", str(good))
+    assert (
+        submitted.returncode == 0
+        and "queued run" in submitted.stdout
+        and "from-the-cli" in submitted.stdout
+    )
+    refused = trainboard("submit", str(bad))
+    assert refused.returncode == 2
+    assert "422: optimizer.lr: Input should be greater than 0" in refused.stderr
+    listed = trainboard("runs")
+    assert listed.returncode == 0 and "from-the-cli" in listed.stdout and "queued" in listed.stdout
+    unreachable = subprocess.run(
+        [sys.executable, "-m", "trainboard", "runs", "--url", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unreachable.returncode == 2 and "cannot reach" in unreachable.stderr
+    assert "Traceback" not in refused.stderr + unreachable.stderr
