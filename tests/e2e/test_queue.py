@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 from trainboard.training.loop import train
 from trainboard.training.sinks import MemorySink
 from trainboard.training.spec import RunSpec
@@ -170,13 +173,54 @@ def test_kill_9_of_a_worker_mid_run_resumes_from_the_last_checkpoint_elsewhere(
     assert_one_point_per_epoch_matching(api, rid, expected)
 
 
+def database_is_free(database_url: str, run_id: int) -> bool:
+    """Whether no frozen transaction holds what the replacement worker needs: SQLite's single
+    write lock, or PostgreSQL's lock on the run's row."""
+    if database_url.startswith("sqlite"):
+        connection = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=0.2)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.rollback()
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            connection.close()
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text("SELECT id FROM run WHERE id = :id FOR UPDATE NOWAIT"), {"id": run_id}
+            )
+        return True
+    except OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def freeze_between_transactions(pids: list[int], database_url: str, run_id: int) -> None:
+    """SIGSTOP the processes at a moment none of them is inside a write transaction (frozen
+    inside one, they would hold a lock that nobody else could get until they wake up)."""
+
+    def frozen_outside() -> bool:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        if database_is_free(database_url, run_id):
+            return True
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        return False
+
+    wait_until(frozen_outside, timeout=30, interval=0.05, what="a moment between transactions")
+
+
 def test_a_paused_worker_that_wakes_up_cannot_write_over_its_replacement(
-    start_server, start_worker, tmp_path: Path
+    start_server, start_worker, tmp_path: Path, database_url: str
 ) -> None:
     api, first, rid, expected = slow_run_on_one_worker(start_server, start_worker, tmp_path, 1)
     frozen = [first.process.pid, *child_pids(first.process.pid)]
-    for pid in frozen:
-        os.kill(pid, signal.SIGSTOP)
+    freeze_between_transactions(frozen, database_url, rid)
     start_worker(**LEASE)
     wait_until(lambda: api.run(rid)["attempt"] == 2, timeout=60, what="the replacement attempt")
     for pid in frozen:
