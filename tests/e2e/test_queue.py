@@ -221,10 +221,12 @@ def test_a_paused_worker_that_wakes_up_cannot_write_over_its_replacement(
     api, first, rid, expected = slow_run_on_one_worker(start_server, start_worker, tmp_path, 1)
     frozen = [first.process.pid, *child_pids(first.process.pid)]
     freeze_between_transactions(frozen, database_url, rid)
-    start_worker(**LEASE)
-    wait_until(lambda: api.run(rid)["attempt"] == 2, timeout=60, what="the replacement attempt")
-    for pid in frozen:
-        os.kill(pid, signal.SIGCONT)
+    try:
+        start_worker(**LEASE)
+        wait_until(lambda: api.run(rid)["attempt"] == 2, timeout=60, what="the replacement")
+    finally:  # a stopped process ignores SIGTERM: never leave one frozen
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
     run = api.wait_status(rid, FINAL)
     assert run["status"] == "completed" and run["attempt"] == 2
     assert_one_point_per_epoch_matching(api, rid, expected)
