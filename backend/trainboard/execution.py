@@ -46,6 +46,7 @@ class StoreSink:
         self.last_flush = time.monotonic()
 
     def _write(self, extra: Any = None) -> None:
+        """Pending points, plus `extra(session)` if given, in one attempt-guarded transaction."""
         with session_scope(self.engine) as session:
             ok = add_metrics(session, run_id=self.run_id, attempt=self.attempt, points=self.pending)
             if ok and extra is not None:
@@ -65,7 +66,6 @@ class StoreSink:
         # An epoch's points and the run's progress land in one transaction.
         now = time.time()
         self.pending += [(key, report.epoch, value, now) for key, value in report.metrics.items()]
-        summary = report.summary
         self._write(
             lambda s: queue.report_progress(
                 s,
@@ -73,16 +73,14 @@ class StoreSink:
                 attempt=self.attempt,
                 epoch=report.epoch,
                 eta_seconds=report.eta_seconds,
-                summary=summary,
+                summary=report.summary,
             )
         )
 
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
-        with session_scope(self.engine) as session:
-            if not sync_checkpoints(
-                session, run_id=self.run_id, attempt=self.attempt, entries=entries
-            ):
-                raise RunTakenOver(f"run {self.run_id} attempt {self.attempt} was taken over")
+        self._write(
+            lambda s: sync_checkpoints(s, run_id=self.run_id, attempt=self.attempt, entries=entries)
+        )
 
     def close(self, outcome: Outcome) -> None:
         if self.pending:

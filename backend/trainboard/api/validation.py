@@ -10,6 +10,7 @@ from sqlmodel import Session
 from trainboard.config import Settings
 from trainboard.models import UploadedDataset
 from trainboard.training.data import DATASETS, DataInfo
+from trainboard.training.data.catalog import sequence_length
 from trainboard.training.models import IncompatibleData, build_model
 from trainboard.training.spec import RunSpec
 
@@ -29,9 +30,7 @@ def dataset_facts(session: Session, name: str, params: dict[str, Any]) -> dict[s
             raise spec_error(["dataset", "params"], str(exc), params) from None
         facts = dict(plugin.info)
         if name == "sequences":
-            facts["input_shape"] = [
-                params["length"] | 1 if params["rule"] == "majority" else params["length"]
-            ]
+            facts["input_shape"] = [sequence_length(params)]
         return facts
     upload = session.get(UploadedDataset, name)
     if upload is None:

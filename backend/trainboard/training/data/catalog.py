@@ -156,9 +156,14 @@ def _regression(p: dict[str, Any]) -> RawData:
     return RawData(x.astype(np.float32), y.astype(np.float32), "regression")
 
 
+def sequence_length(params: dict[str, Any]) -> int:
+    """The token count of a `sequences` example: majority needs an odd length (no ties)."""
+    return params["length"] | 1 if params["rule"] == "majority" else params["length"]
+
+
 def _sequences(p: dict[str, Any]) -> RawData:
     rng = np.random.default_rng(p["seed"])
-    length = p["length"] | 1 if p["rule"] == "majority" else p["length"]  # odd: no ties
+    length = sequence_length(p)
     tokens = rng.integers(0, 2, size=(p["n_samples"], length))
     if p["rule"] == "majority":
         labels = (tokens.sum(axis=1) * 2 > length).astype(np.int64)
