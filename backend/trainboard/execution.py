@@ -1,4 +1,6 @@
-"""Executing one claimed run: spec → loop → sinks (database, TensorBoard, console) → status."""
+"""Recording one claimed run: its sinks (database, TensorBoard), its checkpoint files, and the
+status it ends with. A worker records what its run's process sends (`trainboard.channel`);
+`trainboard train` records in its own process (`execute_run`)."""
 
 from __future__ import annotations
 
@@ -6,12 +8,15 @@ import sys
 import time
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
+from trainboard.channel import Failure
 from trainboard.config import Settings
-from trainboard.db import session_scope
+from trainboard.db import reader, session_scope
 from trainboard.models import RunStatus
 from trainboard.stop import StopFlag
 from trainboard.store import queue
@@ -21,16 +26,19 @@ from trainboard.store.runs import get_run
 from trainboard.training.checkpoint import CheckpointEntry, CheckpointManager
 from trainboard.training.loop import train
 from trainboard.training.sinks import (
+    CheckpointFiles,
     ConsoleSink,
     EpochReport,
     Exit,
     FanOut,
     Outcome,
+    Sink,
     TensorBoardSink,
 )
 from trainboard.training.spec import RunSpec, spec_paths
 
 STEP_FLUSH_SECONDS = 1.0
+BATCH_SECONDS = 0.25
 
 
 class RunTakenOver(Exception):
@@ -38,53 +46,143 @@ class RunTakenOver(Exception):
 
 
 class StoreSink:
-    """Writes metrics, progress and checkpoint rows to the database, guarded by the attempt."""
+    """Writes metrics, progress and checkpoint rows to the database, guarded by the attempt.
 
-    def __init__(self, engine: Engine, run_id: int, attempt: int) -> None:
-        self.engine, self.run_id, self.attempt = engine, run_id, attempt
-        self.pending: list[tuple[str, int, float | None, float | None]] = []
+    Without `batched`, each epoch and each list of checkpoints commits at once. With it, writes
+    wait until BATCH_SECONDS have passed since the last commit, so a burst of short epochs
+    lands in a few transactions instead of several each; the recorder flushes what is left on
+    its next tick. Step points wait up to STEP_FLUSH_SECONDS either way."""
+
+    def __init__(self, engine: Engine, run_id: int, attempt: int, *, batched: bool = False) -> None:
+        self.engine, self.run_id, self.attempt, self.batched = engine, run_id, attempt, batched
+        self.points: list[tuple[str, int, float | None, float | None]] = []
+        self.progress: EpochReport | None = None
+        self.checkpoints: list[CheckpointEntry] | None = None
         self.last_flush = time.monotonic()
 
-    def _write(self, extra: Any = None) -> None:
-        """Pending points, plus `extra(session)` if given, in one attempt-guarded transaction."""
+    def flush(self) -> None:
+        """Everything pending, in one attempt-guarded transaction."""
+        if not (self.points or self.progress or self.checkpoints is not None):
+            return
         with session_scope(self.engine) as session:
-            ok = add_metrics(session, run_id=self.run_id, attempt=self.attempt, points=self.pending)
-            if ok and extra is not None:
-                ok = extra(session)
+            ok = add_metrics(session, run_id=self.run_id, attempt=self.attempt, points=self.points)
+            if ok and self.progress is not None:
+                ok = queue.report_progress(
+                    session,
+                    run_id=self.run_id,
+                    attempt=self.attempt,
+                    epoch=self.progress.epoch,
+                    eta_seconds=self.progress.eta_seconds,
+                    summary=self.progress.summary,
+                )
+            if ok and self.checkpoints is not None:
+                ok = sync_checkpoints(
+                    session, run_id=self.run_id, attempt=self.attempt, entries=self.checkpoints
+                )
             if not ok:
                 raise RunTakenOver(f"run {self.run_id} attempt {self.attempt} was taken over")
-        self.pending = []
+        self.points, self.progress, self.checkpoints = [], None, None
         self.last_flush = time.monotonic()
+
+    def settle(self) -> None:
+        """Before a checkpoint file is written: commit the epochs it covers (resuming from it
+        must never skip an epoch whose metrics were not stored), or at least make sure this
+        attempt still holds the run (a successor may be resuming from the same folder)."""
+        if self.progress is not None:
+            self.flush()
+            return
+        with session_scope(reader(self.engine)) as session:
+            if not queue.holds_run(session, run_id=self.run_id, attempt=self.attempt):
+                raise RunTakenOver(f"run {self.run_id} attempt {self.attempt} was taken over")
+
+    def _flush_after(self, seconds: float) -> None:
+        if time.monotonic() - self.last_flush >= seconds:
+            self.flush()
 
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
         now = time.time()
-        self.pending += [(key, step, value, now) for key, value in metrics.items()]
-        if time.monotonic() - self.last_flush >= STEP_FLUSH_SECONDS:
-            self._write()
+        self.points += [(key, step, value, now) for key, value in metrics.items()]
+        self._flush_after(STEP_FLUSH_SECONDS)
 
     def log_epoch(self, report: EpochReport) -> None:
-        # An epoch's points and the run's progress land in one transaction.
         now = time.time()
-        self.pending += [(key, report.epoch, value, now) for key, value in report.metrics.items()]
-        self._write(
-            lambda s: queue.report_progress(
-                s,
-                run_id=self.run_id,
-                attempt=self.attempt,
-                epoch=report.epoch,
-                eta_seconds=report.eta_seconds,
-                summary=report.summary,
-            )
-        )
+        self.points += [(key, report.epoch, value, now) for key, value in report.metrics.items()]
+        self.progress = report  # an epoch's points and the run's progress land together
+        self._flush_after(BATCH_SECONDS if self.batched else 0)
 
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
-        self._write(
-            lambda s: sync_checkpoints(s, run_id=self.run_id, attempt=self.attempt, entries=entries)
-        )
+        self.checkpoints = entries  # the latest list is the whole truth
+        self._flush_after(BATCH_SECONDS if self.batched else 0)
 
-    def close(self, outcome: Outcome) -> None:
-        if self.pending:
-            self._write()
+    def close(self, outcome: Outcome | None) -> None:
+        self.flush()
+
+
+class HeldCheckpointFiles(CheckpointFiles):
+    """Checkpoint files written only while the attempt still holds the run, so an attempt that
+    was taken over does not write into the folder its successor resumes from."""
+
+    def __init__(self, manager: CheckpointManager, sink: Sink, store: StoreSink) -> None:
+        super().__init__(manager, sink)
+        self.store = store
+
+    def save(self, state: dict[str, Any], *, epoch: int, metrics: dict[str, float]) -> None:
+        self.store.settle()
+        super().save(state, epoch=epoch, metrics=metrics)
+
+
+@dataclass
+class RunRecording:
+    """Where one attempt's reports are written, and where it starts from."""
+
+    spec: RunSpec
+    store: StoreSink
+    tensorboard: TensorBoardSink
+    sink: Sink
+    checkpoints: CheckpointFiles
+    resume_from: Path | None
+    start_epoch: int
+
+    def release(self) -> None:
+        """Store what is still pending and close the event file, also after an error."""
+        try:
+            self.store.close(None)
+        except RunTakenOver:
+            pass  # the successor records from here on
+        except Exception:
+            traceback.print_exc()  # nothing more can be stored; the run's end says why
+        finally:
+            self.tensorboard.writer.close()  # closing twice is harmless
+
+
+def open_recording(
+    settings: Settings, engine: Engine, run_id: int, attempt: int, *, batched: bool = False
+) -> RunRecording:
+    """The sinks and checkpoint files of a claimed run (`batched`: see StoreSink). Raises if its
+    spec no longer validates (a plugin was uninstalled, say); the caller fails the run."""
+    with session_scope(reader(engine)) as session:
+        run = get_run(session, run_id=run_id)
+        stored, start_epoch = run.spec, run.epoch
+    spec = RunSpec.model_validate(stored)
+    run_dir = settings.run_dir(run_id)
+    manager = CheckpointManager(run_dir / "checkpoints", spec.checkpoint)
+    hparams = {
+        k: v
+        for k, v in spec_paths(spec.model_dump(mode="json")).items()
+        if isinstance(v, int | float | str | bool)
+    }
+    store = StoreSink(engine, run_id, attempt, batched=batched)
+    tensorboard = TensorBoardSink(run_dir / "tensorboard", hparams)
+    sink = FanOut(store, tensorboard)
+    checkpoints = HeldCheckpointFiles(manager, sink, store)
+    return RunRecording(
+        spec, store, tensorboard, sink, checkpoints, manager.latest_path(), start_epoch
+    )
+
+
+def describe_start(run_id: int, attempt: int, device: str, resume_from: Path | None) -> str:
+    resuming = f", resuming from {resume_from.name}" if resume_from else ""
+    return f"run {run_id} attempt {attempt} on {device}{resuming}"
 
 
 EXIT_STATUS = {
@@ -96,6 +194,24 @@ EXIT_STATUS = {
 }
 
 
+def record_end(
+    engine: Engine, *, run_id: int, attempt: int, end: Outcome | Failure
+) -> RunStatus | None:
+    """Give the run the status its end calls for; None when another attempt holds it now."""
+    if isinstance(end, Failure):
+        status, error, summary = RunStatus.failed, end.message, None
+    else:
+        status, error, summary = EXIT_STATUS[end.exit], end.message or None, end.summary
+        if end.exit is Exit.early_stopped:
+            error, summary = None, {**summary, "early_stopped": end.message}
+    with session_scope(engine) as session:
+        if not queue.finish_run(
+            session, run_id=run_id, attempt=attempt, status=status, error=error, summary=summary
+        ):
+            return None
+    return status
+
+
 def execute_run(
     settings: Settings,
     engine: Engine,
@@ -104,55 +220,34 @@ def execute_run(
     attempt: int,
     device: str,
     stop: StopFlag,
-    console: bool = True,
 ) -> RunStatus | None:
-    """Train a claimed run to its end and record how it ended. Returns the final status, or None
-    when the run was taken over by another attempt (then nothing more is written)."""
-    with session_scope(engine) as session:
-        run = get_run(session, run_id=run_id)
-    run_dir = settings.run_dir(run_id)
+    """Train a claimed run in this process, recording as it goes, and record how it ended.
+    Returns the final status, or None when the run was taken over by another attempt."""
+    recording: RunRecording | None = None
     try:
-        spec = RunSpec.model_validate(run.spec)
-        resume = CheckpointManager(run_dir / "checkpoints", spec.checkpoint).latest_path()
-        print(
-            f"run {run_id} attempt {attempt} on {device}"
-            + (f", resuming from {resume.name}" if resume else ""),
-            flush=True,
-        )
-        hparams = {
-            k: v
-            for k, v in spec_paths(spec.model_dump(mode="json")).items()
-            if isinstance(v, int | float | str | bool)
-        }
-        sinks = [
-            StoreSink(engine, run_id, attempt),
-            TensorBoardSink(run_dir / "tensorboard", hparams),
-        ]
-        if console:
-            sinks.append(ConsoleSink(spec.epochs, run.epoch, stream=sys.stdout))
-        outcome = train(
-            spec,
-            run_dir=run_dir,
-            sink=FanOut(*sinks),
+        recording = open_recording(settings, engine, run_id, attempt)
+        print(describe_start(run_id, attempt, device, recording.resume_from), flush=True)
+        console = ConsoleSink(recording.spec.epochs, recording.start_epoch, stream=sys.stdout)
+        end: Outcome | Failure = train(
+            recording.spec,
+            run_dir=settings.run_dir(run_id),
+            sink=FanOut(recording.sink, console),
+            checkpoints=recording.checkpoints,
             should_stop=stop,
-            resume_from=resume,
+            resume_from=recording.resume_from,
             uploads_dir=settings.uploads_dir,
             device=device,
         )
-        status, error, summary = EXIT_STATUS[outcome.exit], outcome.message or None, outcome.summary
-        if outcome.exit is Exit.early_stopped:
-            error = None
-            summary = {**summary, "early_stopped": outcome.message}
     except RunTakenOver as exc:
         print(f"stopping: {exc}", flush=True)
         return None
     except Exception as exc:
         traceback.print_exc()
-        status, error, summary = RunStatus.failed, f"{type(exc).__name__}: {exc}", None
-    with session_scope(engine) as session:
-        if not queue.finish_run(
-            session, run_id=run_id, attempt=attempt, status=status, error=error, summary=summary
-        ):
-            return None
-    print(f"run {run_id} {status.value}" + (f": {error}" if error else ""), flush=True)
+        end = Failure.from_exception(exc)
+    finally:
+        if recording is not None:
+            recording.release()
+    status = record_end(engine, run_id=run_id, attempt=attempt, end=end)
+    if status is not None:
+        print(f"run {run_id} {status.value}" + (f": {end.message}" if end.message else ""))
     return status

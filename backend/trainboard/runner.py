@@ -1,8 +1,10 @@
-"""The child process a worker runs each run in (`python -m trainboard.runner`).
+"""The child process a worker runs each run in (`python -m trainboard.runner --channel FD`).
 
 It starts before there is a run to execute: it imports torch and builds a throwaway optimizer
-(the first one loads torch._dynamo, ~1 s), then waits for one job on stdin. A fresh process per
-run keeps a crash, segfault or out-of-memory of one run away from the worker.
+(the first one loads torch._dynamo, ~1 s), then waits for one job on stdin. It only trains:
+its metrics and checkpoints go down the channel (a pipe) to the worker, which records them.
+A fresh process per run keeps a crash, segfault or out-of-memory of one run away from the
+worker.
 """
 
 from __future__ import annotations
@@ -10,6 +12,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trainboard.channel import ChannelSink
+    from trainboard.training.exits import Exit
 
 
 def follow_parent() -> None:
@@ -29,7 +39,7 @@ def warm_up() -> None:
     import torch
     import torch.utils.tensorboard
 
-    from trainboard import execution  # noqa: F401  (the store and the sinks)
+    from trainboard import execution  # noqa: F401
     from trainboard.training import loop  # noqa: F401  (models, data sets, sklearn, optimizers)
 
     layer = torch.nn.Linear(2, 1)
@@ -44,10 +54,11 @@ def main() -> int:
     stop.install_signal_handlers()
     follow_parent()
     warm_up()
-    from trainboard.config import Settings
-    from trainboard.db import make_engine
-    from trainboard.execution import execute_run
+    from multiprocessing.connection import Connection
 
+    from trainboard.channel import ChannelSink
+
+    channel_fd = int(sys.argv[sys.argv.index("--channel") + 1])
     line = sys.stdin.readline()
     if not line:
         return 0  # the worker went away before giving us a run
@@ -55,23 +66,53 @@ def main() -> int:
     log = os.open(job["log_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
+    channel = ChannelSink(Connection(channel_fd, readable=False))
+    try:
+        train_job(job, channel, stop)
+    except BrokenPipeError:
+        print("the worker went away; stopping", flush=True)
+        return 1
+    sys.stdout.flush()
+    return 0
+
+
+def train_job(job: dict, channel: ChannelSink, stop: Callable[[], Exit | None]) -> None:
+    """Train the job's run, sending everything to `channel`, its end included."""
+    from trainboard.channel import Failure
+    from trainboard.config import Settings
+    from trainboard.execution import describe_start
+    from trainboard.training.loop import train
+    from trainboard.training.sinks import ConsoleSink, FanOut
+    from trainboard.training.spec import RunSpec
+
     settings = Settings.model_validate_json(job["settings"])
     if settings.torch_threads:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    engine = make_engine(settings.resolved_database_url)
-    execute_run(
-        settings,
-        engine,
-        run_id=job["run_id"],
-        attempt=job["attempt"],
-        device=job["device"],
-        stop=stop,
-    )
-    sys.stdout.flush()
-    engine.dispose()
-    return 0
+    resume_from = Path(job["resume_from"]) if job["resume_from"] else None
+    print(describe_start(job["run_id"], job["attempt"], job["device"], resume_from), flush=True)
+    console: ConsoleSink | None = None
+    try:
+        spec = RunSpec.model_validate(job["spec"])
+        console = ConsoleSink(spec.epochs, job["start_epoch"], stream=sys.stdout)
+        train(
+            spec,
+            run_dir=settings.run_dir(job["run_id"]),
+            sink=FanOut(channel, console),
+            checkpoints=channel,
+            should_stop=stop,
+            resume_from=resume_from,
+            uploads_dir=settings.uploads_dir,
+            device=job["device"],
+        )
+    except BrokenPipeError:
+        raise
+    except Exception as exc:
+        traceback.print_exc()
+        if console is not None:
+            console.close(None)
+        channel.close_with(Failure.from_exception(exc))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
-"""A worker: claims queued runs and executes each in a warm child process, holding the run's
-lease by heartbeats from this process, which never trains and so never misses a beat."""
+"""A worker: claims queued runs and trains each in a warm child process. This process never
+trains: it holds the run's lease by heartbeats and records what the child sends down its
+channel (metrics, checkpoints, the end), so the training loop never waits on a disk or a
+database."""
 
 from __future__ import annotations
 
@@ -11,16 +13,23 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
 from trainboard.config import Settings
 from trainboard.db import session_scope
-from trainboard.models import RunStatus
 from trainboard.store import queue
 from trainboard.store.workers import heartbeat_worker, register_worker
+
+if TYPE_CHECKING:
+    import queue as queues
+
+    from trainboard.channel import Recorder
 
 WORKER_HEARTBEAT_SECONDS = 2.0
 
@@ -50,6 +59,14 @@ def resolve_worker_device(name: str) -> str:
 
 
 @dataclass
+class Child:
+    """A run's process and the read end of its channel."""
+
+    process: subprocess.Popen[bytes]
+    channel: Connection
+
+
+@dataclass
 class Worker:
     settings: Settings
     engine: Engine
@@ -58,7 +75,7 @@ class Worker:
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     )
     stopping: threading.Event = field(default_factory=threading.Event)
-    _warm: subprocess.Popen[bytes] | None = None
+    _warm: Child | None = None
     _last_beat: float = 0.0
 
     @property
@@ -81,14 +98,22 @@ class Worker:
                 heartbeat_worker(session, worker_id=self.id, status=status, run_id=run_id)
             self._last_beat = time.monotonic()
 
-    def prepare_child(self) -> subprocess.Popen[bytes]:
+    def prepare_child(self) -> Child:
         """Start the next run's process now, so it has imported torch before a run arrives."""
-        if self._warm is None or self._warm.poll() is not None:
-            self._warm = subprocess.Popen(
-                [sys.executable, "-m", "trainboard.runner"],
+        from trainboard.channel import open_channel
+
+        if self._warm is None or self._warm.process.poll() is not None:
+            if self._warm is not None:
+                self._warm.channel.close()
+            read_fd, write_fd = open_channel()
+            process = subprocess.Popen(
+                [sys.executable, "-m", "trainboard.runner", "--channel", str(write_fd)],
                 stdin=subprocess.PIPE,
+                pass_fds=(write_fd,),
                 start_new_session=True,  # a Ctrl-C meant for the worker must not hit the run
             )
+            os.close(write_fd)  # the child holds it now: its exit is our end of the channel
+            self._warm = Child(process, Connection(read_fd, writable=False))
         return self._warm
 
     def run_once(self) -> bool:
@@ -106,6 +131,21 @@ class Worker:
             return False
         run_id, attempt = claim
         self._beat("busy", run_id, force=True)
+        try:
+            self._execute(run_id, attempt)
+        finally:
+            self._beat("idle", force=True)
+        return True
+
+    def _execute(self, run_id: int, attempt: int) -> None:
+        from trainboard.channel import END_OF_CHANNEL, Failure, Recorder, start_reading
+        from trainboard.execution import RunTakenOver, open_recording, record_end
+
+        try:
+            recording = open_recording(self.settings, self.engine, run_id, attempt, batched=True)
+        except Exception as exc:  # the spec no longer validates; the warm child stays for later
+            record_end(self.engine, run_id=run_id, attempt=attempt, end=Failure.from_exception(exc))
+            return
         child = self.prepare_child()
         self._warm = None
         run_dir = self.settings.run_dir(run_id)
@@ -116,32 +156,54 @@ class Worker:
             "device": self.device,
             "log_path": str(run_dir / "run.log"),
             "settings": self.settings.model_dump_json(),
+            "spec": recording.spec.model_dump(mode="json"),
+            "resume_from": str(recording.resume_from) if recording.resume_from else None,
+            "start_epoch": recording.start_epoch,
         }
-        assert child.stdin is not None
-        child.stdin.write((json.dumps(job) + "\n").encode())
-        child.stdin.close()
+        assert child.process.stdin is not None
+        child.process.stdin.write((json.dumps(job) + "\n").encode())
+        child.process.stdin.close()
         if not self.stopping.is_set():
             self.prepare_child()  # the next run's process warms up while this one trains
-        returncode = self._supervise(child, run_id, attempt)
-        if returncode != 0:
-            with session_scope(self.engine) as session:
-                queue.finish_run(
-                    session,
-                    run_id=run_id,
-                    attempt=attempt,
-                    status=RunStatus.failed,
-                    error=describe_exit(returncode),
-                )
-        self._beat("idle", force=True)
-        return True
-
-    def _supervise(self, child: subprocess.Popen[bytes], run_id: int, attempt: int) -> int:
-        signalled_cancel = signalled_stop = False
-        while True:
-            try:
-                return child.wait(timeout=self.heartbeat_seconds)
-            except subprocess.TimeoutExpired:
+        recorder = Recorder(recording.sink, recording.checkpoints, recording.store.flush)
+        inbox = start_reading(child.channel)
+        end: Failure | None = None
+        try:
+            self._supervise(child.process, inbox, recorder, run_id, attempt)
+        except BaseException as exc:
+            child.process.kill()
+            while inbox.get() is not END_OF_CHANNEL:  # the reader ends at the child's exit
                 pass
+            if isinstance(exc, RunTakenOver):  # another attempt holds the run: write nothing
+                return
+            if not isinstance(exc, Exception):
+                raise
+            traceback.print_exc()  # recording failed (a full disk, say): the run cannot go on
+            end = Failure(f"recording the run failed: {Failure.from_exception(exc).message}")
+        finally:
+            child.process.wait()
+            child.channel.close()
+            recording.release()
+        end = end or recorder.end or Failure(describe_exit(child.process.returncode))
+        record_end(self.engine, run_id=run_id, attempt=attempt, end=end)
+
+    def _supervise(
+        self,
+        child: subprocess.Popen[bytes],
+        inbox: queues.Queue[Any],
+        recorder: Recorder,
+        run_id: int,
+        attempt: int,
+    ) -> None:
+        """Record what the child sends until its channel closes, renewing the lease meanwhile
+        and passing on cancel and stop requests."""
+        from trainboard.channel import record
+        from trainboard.execution import RunTakenOver
+
+        signalled_cancel = signalled_stop = False
+
+        def renew() -> None:
+            nonlocal signalled_cancel, signalled_stop
             with session_scope(self.engine) as session:
                 cancel = queue.renew_lease(
                     session,
@@ -150,9 +212,8 @@ class Worker:
                     lease_seconds=self.settings.lease_seconds,
                 )
             self._beat("busy", run_id)
-            if cancel is None:  # taken over by another worker: this attempt must not go on
-                child.kill()
-                return child.wait()
+            if cancel is None:
+                raise RunTakenOver(f"run {run_id} attempt {attempt} was taken over")
             if cancel and not signalled_cancel:
                 child.send_signal(signal.SIGUSR1)
                 signalled_cancel = True
@@ -160,16 +221,22 @@ class Worker:
                 child.send_signal(signal.SIGTERM)  # the run stops at its next step and is requeued
                 signalled_stop = True
 
+        record(inbox, recorder, tick=renew, every=self.heartbeat_seconds)
+
     def serve_forever(self) -> None:
         """Repeat run_once until asked to stop, waiting `poll_seconds` when the queue is empty."""
         self.register()
         self.prepare_child()
+        # The recording side's imports (torch, TensorBoard), while the child warms up too.
+        from trainboard import channel, execution  # noqa: F401
+
         try:
             while not self.stopping.is_set():
                 if not self.run_once():
                     self.stopping.wait(self.settings.poll_seconds)
         finally:
-            if self._warm is not None and self._warm.poll() is None:
-                self._warm.kill()  # it holds no run yet
-                self._warm.wait()
+            if self._warm is not None:
+                self._warm.process.kill()  # it holds no run yet
+                self._warm.process.wait()
+                self._warm.channel.close()
             self._beat("stopped", force=True)

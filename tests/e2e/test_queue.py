@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -171,6 +172,33 @@ def test_kill_9_of_a_worker_mid_run_resumes_from_the_last_checkpoint_elsewhere(
     log = api.http.get(f"/api/runs/{rid}/logs").text
     assert "resuming from epoch-000" in log
     assert_one_point_per_epoch_matching(api, rid, expected)
+
+
+def run_process(worker_pid: int, run_id: int) -> int:
+    """The worker's child that trains `run_id` (its output goes to that run's log)."""
+    for pid in child_pids(worker_pid):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/1").endswith(f"runs/{run_id}/run.log"):
+                return pid
+    raise AssertionError(f"no process of worker {worker_pid} trains run {run_id}")
+
+
+def test_a_run_process_killed_mid_run_fails_the_run_and_keeps_what_it_sent(
+    start_server, start_worker
+) -> None:
+    api = Api(start_server().url)
+    worker = start_worker()
+    rid = api.submit(slow(epochs=50))
+    wait_until(lambda: api.run(rid)["epoch"] >= 2, timeout=120, what="two epochs")
+    os.kill(run_process(worker.process.pid, rid), signal.SIGKILL)
+    run = api.wait_status(rid, FINAL, timeout=30)
+    assert run["status"] == "failed" and "killed by SIGKILL" in run["error"]
+    steps = api.epoch_series(rid)["val_loss"]["steps"]
+    assert len(steps) >= 2 and steps == list(range(1, run["epoch"] + 1))
+    kept = api.http.get(f"/api/runs/{rid}/checkpoints").json()
+    assert kept and max(c["epoch"] for c in kept) <= run["epoch"]
+    assert worker.process.poll() is None  # the worker lives on, ready for the next run
+    assert api.wait_status(api.submit(quick()), FINAL)["status"] == "completed"
 
 
 def database_is_free(database_url: str, run_id: int) -> bool:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from sqlalchemy import bindparam, text, update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from trainboard.models import Run, RunKind, RunStatus, utcnow
 
@@ -51,6 +51,16 @@ def _guard(run_id: int, attempt: int) -> Any:
     return update(Run).where(
         col(Run.id) == run_id, col(Run.attempt) == attempt, col(Run.status) == RunStatus.running
     )
+
+
+def holds_run(session: Session, *, run_id: int, attempt: int) -> bool:
+    """Whether `attempt` still holds the run (it is the current attempt, and running)."""
+    row = session.exec(
+        select(col(Run.id)).where(
+            col(Run.id) == run_id, col(Run.attempt) == attempt, col(Run.status) == RunStatus.running
+        )
+    ).first()
+    return row is not None
 
 
 def renew_lease(

@@ -7,8 +7,9 @@ for epoch in start+1 .. epochs:
                 → step → per-step schedule → every log_every_steps: sync, NaN check, log
                 → stop check (cancel / interrupt) after every step
     eval:   validation loss and accuracy under inference_mode
-    report: epoch metrics → sinks; per-epoch / plateau schedule
-    keep:   checkpoint (retention by recency and monitor); early stopping
+    report: epoch metrics (weights and gradients too, every HISTOGRAM_EVERY epochs) → sinks;
+            per-epoch / plateau schedule
+    keep:   checkpoint state → the checkpoint writer; early stopping
 Every exit returns an Outcome saying why: completed, early_stopped, cancelled, interrupted,
 diverged.
 """
@@ -36,10 +37,19 @@ from trainboard.training.runtime import (
     restore_rng,
     seed_everything,
 )
-from trainboard.training.sinks import EpochReport, Exit, MemorySink, Outcome, Sink
+from trainboard.training.sinks import (
+    CheckpointFiles,
+    CheckpointWriter,
+    EpochReport,
+    Exit,
+    MemorySink,
+    Outcome,
+    Sink,
+)
 from trainboard.training.spec import RunSpec
 
 StopCheck = Callable[[], Exit | None]
+HISTOGRAM_EVERY = 10  # epochs between weight and gradient samples (the first epoch too)
 
 
 def train(
@@ -52,10 +62,15 @@ def train(
     uploads_dir: Path | None = None,
     device: str | None = None,
     raw_data: RawData | None = None,
+    checkpoints: CheckpointWriter | None = None,
 ) -> Outcome:
     """Train `spec` to the end (or to a stop), reporting through `sink`; returns why it ended.
+    Checkpoints go to `checkpoints`, by default files under `run_dir/checkpoints` written here.
     `raw_data` replaces the spec's data set (the scikit-learn estimators pass their arrays)."""
     sink = sink or MemorySink()
+    checkpoints = checkpoints or CheckpointFiles(
+        CheckpointManager(run_dir / "checkpoints", spec.checkpoint), sink
+    )
     # --- setup
     dev = resolve_device(device if device and spec.device == "auto" else spec.device)
     seed_everything(spec.seed, spec.deterministic)
@@ -73,7 +88,6 @@ def train(
         optimizer, spec.scheduler, epochs=spec.epochs, steps_per_epoch=len(starts)
     )
     precision = Precision.resolve(spec.amp, dev)
-    checkpoints = CheckpointManager(run_dir / "checkpoints", spec.checkpoint)
     progress = Progress(spec)
     params = [p for p in model.parameters() if p.requires_grad]
     pin = dev.type == "cuda"
@@ -81,6 +95,12 @@ def train(
         (t.pin_memory() if pin else t).to(dev, non_blocking=True)
         for t in (data.x_train, data.y_train, data.x_val, data.y_val)
     )
+    # What every checkpoint repeats, made once.
+    kept_as_is = {
+        "spec": spec.model_dump(mode="json"),
+        "data_info": data.info.to_dict(),
+        "preprocessing": data.preprocessing,
+    }
     start_epoch = 0
     if resume_from is not None:
         state = load_checkpoint(resume_from, map_location=dev)
@@ -175,11 +195,11 @@ def train(
         # --- report
         schedule.step_after_epoch(metrics["val_loss"])
         progress.end_epoch(epoch, metrics)
-        sink.log_epoch(
-            EpochReport(
-                epoch, spec.epochs, metrics, progress.eta_seconds(epoch), model, progress.summary()
-            )
-        )
+        report = EpochReport(epoch, spec.epochs, metrics, progress.eta_seconds(epoch))
+        report.summary = progress.summary()
+        if epoch == 1 or epoch % HISTOGRAM_EVERY == 0:
+            report.weights, report.grads = sampled_tensors(model)
+        sink.log_epoch(report)
 
         # --- keep: checkpoint after the metrics are logged, so a crash in between re-runs the
         # epoch (its points are replaced) instead of skipping its metrics forever.
@@ -193,20 +213,30 @@ def train(
                 "loss": metrics["train_loss"],
                 "scheduler_state_dict": schedule.state_dict(),
                 "scaler_state_dict": precision.scaler.state_dict() if precision.scaler else {},
-                "spec": spec.model_dump(mode="json"),
                 "metrics": metrics,
-                "data_info": data.info.to_dict(),
-                "preprocessing": data.preprocessing,
                 "progress": progress.state_dict(),
+                **kept_as_is,
                 "rng": capture_rng(),
             }
-            sink.log_checkpoints(checkpoints.save(state, epoch=epoch, metrics=metrics))
+            checkpoints.save(state, epoch=epoch, metrics=metrics)
         if stopping:
             return _finish(sink, progress, Exit.early_stopped)
         stop = should_stop()
         if stop is not None and epoch < spec.epochs:
             return _finish(sink, progress, stop)
     return _finish(sink, progress, Exit.completed)
+
+
+def sampled_tensors(
+    model: torch.nn.Module,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Detached float CPU copies of the weights and of the last step's gradients, by name."""
+    weights, grads = {}, {}
+    for name, param in model.named_parameters():
+        weights[name] = param.detach().float().cpu()
+        if param.grad is not None:
+            grads[name] = param.grad.detach().float().cpu()
+    return weights, grads
 
 
 def _finish(sink: Sink, progress: Progress, exit: Exit) -> Outcome:

@@ -84,7 +84,11 @@ def capture_rng() -> dict[str, Any]:
             "has_gauss": int(np_state[3]),
             "cached_gaussian": float(np_state[4]),
         },
-        "python": {"version": py_version, "internal": torch.tensor(py_internal), "gauss": py_gauss},
+        "python": {
+            "version": py_version,
+            "internal": torch.from_numpy(np.asarray(py_internal, dtype=np.int64)),
+            "gauss": py_gauss,
+        },
     }
 
 

@@ -1,5 +1,6 @@
 """Where the loop's reports go: one typed port (`Sink`) and its in-memory, TensorBoard and
-console implementations. The loop only ever talks to a `Sink`."""
+console implementations, and the port for checkpoints (`CheckpointWriter`). The loop only ever
+talks to these two; what it hands them is plain data, so it can also cross a process boundary."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from torch import nn
+import torch
 
-from trainboard.training.checkpoint import CheckpointEntry
+from trainboard.training.checkpoint import CheckpointEntry, CheckpointManager
 from trainboard.training.exits import Exit
 
 
@@ -30,15 +31,32 @@ class EpochReport:
     epochs: int
     metrics: dict[str, float]
     eta_seconds: float | None
-    model: nn.Module
     summary: dict[str, Any] = field(default_factory=dict)  # best epoch so far + these metrics
+    # Detached CPU copies by parameter name, on the epochs the loop samples them (else empty).
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Sink(Protocol):
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None: ...
     def log_epoch(self, report: EpochReport) -> None: ...
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None: ...
-    def close(self, outcome: Outcome) -> None: ...
+    def close(self, outcome: Outcome | None) -> None:
+        """The run ended: `outcome` says how, or is None when it raised an error."""
+
+
+class CheckpointWriter(Protocol):
+    def save(self, state: dict[str, Any], *, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+class CheckpointFiles:
+    """Writes checkpoint files in this process, then tells `sink` which files are kept."""
+
+    def __init__(self, manager: CheckpointManager, sink: Sink) -> None:
+        self.manager, self.sink = manager, sink
+
+    def save(self, state: dict[str, Any], *, epoch: int, metrics: dict[str, float]) -> None:
+        self.sink.log_checkpoints(self.manager.save(state, epoch=epoch, metrics=metrics))
 
 
 class MemorySink:
@@ -59,7 +77,7 @@ class MemorySink:
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
         self.checkpoints.append(list(entries))
 
-    def close(self, outcome: Outcome) -> None:
+    def close(self, outcome: Outcome | None) -> None:
         self.outcome = outcome
 
 
@@ -81,7 +99,7 @@ class FanOut:
         for sink in self.sinks:
             sink.log_checkpoints(entries)
 
-    def close(self, outcome: Outcome) -> None:
+    def close(self, outcome: Outcome | None) -> None:
         for sink in self.sinks:
             sink.close(outcome)
 
@@ -91,14 +109,14 @@ BINS = 64
 
 
 class TensorBoardSink:
-    """Scalars under the API's names and x; histograms every few epochs; hparams at the end."""
+    """Scalars under the API's names and x; the reported weights and gradients as histograms;
+    hparams at the end."""
 
-    def __init__(self, logdir: Path, hparams: dict[str, Any], histogram_every: int = 10) -> None:
+    def __init__(self, logdir: Path, hparams: dict[str, Any]) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(logdir), flush_secs=5)
         self.hparams = hparams
-        self.histogram_every = histogram_every
 
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
         for key, value in metrics.items():
@@ -107,22 +125,19 @@ class TensorBoardSink:
     def log_epoch(self, report: EpochReport) -> None:
         for key, value in report.metrics.items():
             self.writer.add_scalar(key, value, report.epoch)
-        if self.histogram_every and (report.epoch == 1 or report.epoch % self.histogram_every == 0):
-            for name, param in report.model.named_parameters():
-                self.writer.add_histogram(
-                    f"weights/{name}", param.detach().float().cpu(), report.epoch, bins=BINS
-                )
-                if param.grad is not None:
-                    self.writer.add_histogram(
-                        f"grads/{name}", param.grad.detach().float().cpu(), report.epoch, bins=BINS
-                    )
+        for prefix, tensors in (("weights", report.weights), ("grads", report.grads)):
+            for name, tensor in tensors.items():
+                self.writer.add_histogram(f"{prefix}/{name}", tensor, report.epoch, bins=BINS)
 
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
         pass
 
-    def close(self, outcome: Outcome) -> None:
+    def close(self, outcome: Outcome | None) -> None:
         from torch.utils.tensorboard.summary import hparams
 
+        if outcome is None:
+            self.writer.close()
+            return
         final = {
             f"hparam/{k}": float(v)
             for k, v in outcome.summary.items()
@@ -165,8 +180,10 @@ class ConsoleSink:
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
         pass
 
-    def close(self, outcome: Outcome) -> None:
+    def close(self, outcome: Outcome | None) -> None:
         self.bar.close()
+        if outcome is None:
+            return  # the error and its traceback follow
         print(
             f"{outcome.exit.value} after epoch {outcome.epoch}. {outcome.message}".strip(),
             file=self.bar.fp,

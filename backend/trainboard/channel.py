@@ -1,0 +1,190 @@
+"""A run's reports across a process boundary: the training process sends them down a pipe
+(`ChannelSink`), and the worker process that supervises it writes them (`Recorder`).
+
+Training then pays only for copying its tensors into a message. The database, TensorBoard and
+the checkpoint files (serialization, hashing, fsync) cost the worker's process, on another
+core. Tensors travel as their raw bytes with dtype and shape, which is exact for every dtype
+(bfloat16 included) and about 3x faster than pickling them as torch does (a digits MLP's
+checkpoint state: 0.19 ms against 0.64 ms).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pickle
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from typing import Any, NamedTuple
+
+import torch
+
+from trainboard.training.checkpoint import CheckpointEntry
+from trainboard.training.sinks import CheckpointWriter, EpochReport, Outcome, Sink
+
+PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged pipe
+
+
+def open_channel() -> tuple[int, int]:
+    """A pipe's (read, write) descriptors, with a buffer big enough that the sender rarely
+    waits for the reader (64 KiB by default: less than one small model's checkpoint)."""
+    read_fd, write_fd = os.pipe()
+    if hasattr(fcntl, "F_SETPIPE_SZ"):
+        with contextlib.suppress(OSError):  # a lower /proc/sys/fs/pipe-max-size: keep the default
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    return read_fd, write_fd
+
+
+class PackedTensor(NamedTuple):
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    data: Any  # numpy uint8 array; pickling copies its bytes
+
+
+def pack(value: Any) -> Any:
+    """`value` with every dense tensor in it replaced by a PackedTensor (dicts, lists, tuples)."""
+    if isinstance(value, torch.Tensor):
+        if value.layout is not torch.strided or value.is_quantized:
+            return value  # rare kinds travel by torch's own pickling
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        return PackedTensor(value.dtype, tuple(value.shape), flat.view(torch.uint8).numpy())
+    if isinstance(value, dict):
+        return {k: pack(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [pack(v) for v in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(pack(v) for v in value)
+    return value
+
+
+def unpack(value: Any) -> Any:
+    """The inverse of `pack`: tensors on the CPU."""
+    if isinstance(value, PackedTensor):
+        if not value.data.size:  # an empty array has no strides to view through
+            return torch.empty(value.shape, dtype=value.dtype)
+        return torch.from_numpy(value.data).view(value.dtype).reshape(value.shape)
+    if isinstance(value, dict):
+        return {k: unpack(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unpack(v) for v in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(unpack(v) for v in value)
+    return value
+
+
+@dataclass
+class Failure:
+    """The run raised: its message (the traceback is in the run's log)."""
+
+    message: str
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> Failure:
+        return cls(f"{type(exc).__name__}: {exc}")
+
+
+class ChannelSink:
+    """The training process's end: a Sink and a CheckpointWriter that send what they get."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def _send(self, *message: Any) -> None:
+        self.connection.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
+        self._send("step", step, dict(metrics))
+
+    def log_epoch(self, report: EpochReport) -> None:
+        self._send("epoch", replace(report, weights=pack(report.weights), grads=pack(report.grads)))
+
+    def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
+        raise TypeError("checkpoints are written by the recording process")
+
+    def save(self, state: dict[str, Any], *, epoch: int, metrics: dict[str, float]) -> None:
+        self._send("checkpoint", pack(state), epoch, metrics)
+
+    def close(self, outcome: Outcome | None) -> None:
+        if outcome is not None:  # else the caller sends the Failure
+            self._send("end", outcome)
+
+    def close_with(self, failure: Failure) -> None:
+        self._send("end", failure)
+
+
+END_OF_CHANNEL = object()
+
+
+def start_reading(connection: Connection, maxsize: int = 16) -> queue.Queue[Any]:
+    """Read messages on a thread into a queue, ending with END_OF_CHANNEL when the sender
+    closes or dies. Reading at once keeps the sender from blocking on a full pipe while the
+    recorder is busy; the bound holds it back when the recorder falls far behind."""
+    inbox: queue.Queue[Any] = queue.Queue(maxsize)
+
+    def read() -> None:
+        try:
+            while True:
+                inbox.put(pickle.loads(connection.recv_bytes()))
+        except (EOFError, OSError):
+            pass
+        finally:
+            inbox.put(END_OF_CHANNEL)
+
+    threading.Thread(target=read, name="channel-reader", daemon=True).start()
+    return inbox
+
+
+class Recorder:
+    """The recording process's end: hands each message to the sinks and the checkpoint
+    writer, in the order they were sent, and keeps how the run ended."""
+
+    def __init__(
+        self, sink: Sink, checkpoints: CheckpointWriter, flush: Callable[[], None] = lambda: None
+    ) -> None:
+        self.sink, self.checkpoints, self.flush = sink, checkpoints, flush
+        self.end: Outcome | Failure | None = None
+
+    def handle(self, message: tuple[Any, ...]) -> None:
+        kind, *body = message
+        if kind == "step":
+            self.sink.log_step(*body)
+        elif kind == "epoch":
+            report: EpochReport = body[0]
+            self.sink.log_epoch(
+                replace(report, weights=unpack(report.weights), grads=unpack(report.grads))
+            )
+        elif kind == "checkpoint":
+            state, epoch, metrics = body
+            self.checkpoints.save(unpack(state), epoch=epoch, metrics=metrics)
+        elif kind == "end":
+            self.end = body[0]
+            self.sink.close(self.end if isinstance(self.end, Outcome) else None)
+        else:
+            raise ValueError(f"unknown message from the run's process: {kind!r}")
+
+
+def record(
+    inbox: queue.Queue[Any], recorder: Recorder, *, tick: Callable[[], None], every: float
+) -> None:
+    """Hand each message to `recorder` until the channel ends. Every `every` seconds, however
+    busy the channel is, flush what the recorder holds back and call `tick` (a worker renews
+    its lease there)."""
+    next_tick = time.monotonic() + every
+    while True:
+        try:
+            message = inbox.get(timeout=max(0.0, next_tick - time.monotonic()))
+        except queue.Empty:
+            message = None
+        if message is END_OF_CHANNEL:
+            return
+        if message is not None:
+            recorder.handle(message)
+        if time.monotonic() >= next_tick:
+            recorder.flush()
+            tick()
+            next_tick = time.monotonic() + every
