@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
-from trainboard.channel import ChannelSink, Recorder, open_channel, record, start_reading
+from trainboard.channel import ChannelSink, Inbox, Recorder, open_channel, record
 from trainboard.config import Settings
 from trainboard.db import init_db, make_engine, session_scope
 from trainboard.execution import open_recording
@@ -101,7 +101,7 @@ def recording_process(
     recording = open_recording(settings, engine, run_id, attempt=1, batched=True)
     recorder = Recorder(recording.sink, recording.checkpoints, recording.store.flush)
     ready.set()
-    record(start_reading(channel), recorder, tick=lambda: None, every=1.0)  # a worker's beat
+    record(Inbox(channel), recorder, tick=lambda: None, every=1.0)  # a worker's beat
     recording.release()
     done.set()
 

@@ -12,11 +12,11 @@ import torch
 from trainboard.channel import (
     ChannelSink,
     Failure,
+    Inbox,
     Recorder,
     open_channel,
     pack,
     record,
-    start_reading,
     unpack,
 )
 from trainboard.training.checkpoint import CheckpointManager, load_checkpoint
@@ -86,7 +86,7 @@ def record_across_a_pipe(
     read_fd, write_fd = open_channel()
     sending = StoppingChannelSink(Connection(write_fd, readable=False), stop_after)
     recorded, recorder = memory_recorder(run_dir / "checkpoints", s)
-    inbox = start_reading(Connection(read_fd, writable=False))
+    inbox = Inbox(Connection(read_fd, writable=False))
     recording = threading.Thread(
         target=record, args=(inbox, recorder), kwargs={"tick": lambda: None, "every": 60}
     )
@@ -149,7 +149,7 @@ def test_resuming_from_a_checkpoint_that_crossed_the_channel_is_exact(tmp_path: 
 
 def test_the_recorder_ends_with_the_channel_when_the_sender_dies(tmp_path: Path) -> None:
     read_fd, write_fd = open_channel()
-    inbox = start_reading(Connection(read_fd, writable=False))
+    inbox = Inbox(Connection(read_fd, writable=False))
     sending = ChannelSink(Connection(write_fd, readable=False))
     sending.log_step(10, {"step/train_loss": 0.5})
     sending.connection.close()  # all a killed process leaves behind

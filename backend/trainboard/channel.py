@@ -120,23 +120,43 @@ class ChannelSink:
 END_OF_CHANNEL = object()
 
 
-def start_reading(connection: Connection, maxsize: int = 16) -> queue.Queue[Any]:
-    """Read messages on a thread into a queue, ending with END_OF_CHANNEL when the sender
-    closes or dies. Reading at once keeps the sender from blocking on a full pipe while the
-    recorder is busy; the bound holds it back when the recorder falls far behind."""
-    inbox: queue.Queue[Any] = queue.Queue(maxsize)
+class Inbox:
+    """Messages read from a channel on a thread, ending with END_OF_CHANNEL (and only that from
+    then on) when the sender closes or dies. Reading at once keeps the sender from blocking on
+    a full pipe while the recorder is busy; the bound holds it back if the recorder falls far
+    behind."""
 
-    def read() -> None:
+    def __init__(self, connection: Connection, maxsize: int = 16) -> None:
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize)
+        self.ended = False
+        threading.Thread(
+            target=self._read, args=(connection,), name="channel-reader", daemon=True
+        ).start()
+
+    def _read(self, connection: Connection) -> None:
         try:
             while True:
-                inbox.put(pickle.loads(connection.recv_bytes()))
+                self.queue.put(pickle.loads(connection.recv_bytes()))
         except (EOFError, OSError):
             pass
         finally:
-            inbox.put(END_OF_CHANNEL)
+            self.queue.put(END_OF_CHANNEL)
 
-    threading.Thread(target=read, name="channel-reader", daemon=True).start()
-    return inbox
+    def get(self, timeout: float | None = None) -> Any:
+        """The next message, END_OF_CHANNEL at the end, or None when `timeout` passes first."""
+        if self.ended:
+            return END_OF_CHANNEL
+        try:
+            message = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        self.ended = message is END_OF_CHANNEL
+        return message
+
+    def discard_rest(self) -> None:
+        """Wait for the end of the channel (the sender was killed), dropping what comes."""
+        while self.get() is not END_OF_CHANNEL:
+            pass
 
 
 class Recorder:
@@ -168,18 +188,13 @@ class Recorder:
             raise ValueError(f"unknown message from the run's process: {kind!r}")
 
 
-def record(
-    inbox: queue.Queue[Any], recorder: Recorder, *, tick: Callable[[], None], every: float
-) -> None:
+def record(inbox: Inbox, recorder: Recorder, *, tick: Callable[[], None], every: float) -> None:
     """Hand each message to `recorder` until the channel ends. Every `every` seconds, however
     busy the channel is, flush what the recorder holds back and call `tick` (a worker renews
     its lease there)."""
     next_tick = time.monotonic() + every
     while True:
-        try:
-            message = inbox.get(timeout=max(0.0, next_tick - time.monotonic()))
-        except queue.Empty:
-            message = None
+        message = inbox.get(timeout=max(0.0, next_tick - time.monotonic()))
         if message is END_OF_CHANNEL:
             return
         if message is not None:

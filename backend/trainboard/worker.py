@@ -17,7 +17,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -27,9 +27,7 @@ from trainboard.store import queue
 from trainboard.store.workers import heartbeat_worker, register_worker
 
 if TYPE_CHECKING:
-    import queue as queues
-
-    from trainboard.channel import Recorder
+    from trainboard.channel import Inbox, Recorder
 
 WORKER_HEARTBEAT_SECONDS = 2.0
 
@@ -138,7 +136,7 @@ class Worker:
         return True
 
     def _execute(self, run_id: int, attempt: int) -> None:
-        from trainboard.channel import END_OF_CHANNEL, Failure, Recorder, start_reading
+        from trainboard.channel import Failure, Inbox, Recorder
         from trainboard.execution import RunTakenOver, open_recording, record_end
 
         try:
@@ -166,14 +164,13 @@ class Worker:
         if not self.stopping.is_set():
             self.prepare_child()  # the next run's process warms up while this one trains
         recorder = Recorder(recording.sink, recording.checkpoints, recording.store.flush)
-        inbox = start_reading(child.channel)
+        inbox = Inbox(child.channel)
         end: Failure | None = None
         try:
             self._supervise(child.process, inbox, recorder, run_id, attempt)
         except BaseException as exc:
             child.process.kill()
-            while inbox.get() is not END_OF_CHANNEL:  # the reader ends at the child's exit
-                pass
+            inbox.discard_rest()  # the reader ends at the child's exit
             if isinstance(exc, RunTakenOver):  # another attempt holds the run: write nothing
                 return
             if not isinstance(exc, Exception):
@@ -190,38 +187,71 @@ class Worker:
     def _supervise(
         self,
         child: subprocess.Popen[bytes],
-        inbox: queues.Queue[Any],
+        inbox: Inbox,
         recorder: Recorder,
         run_id: int,
         attempt: int,
     ) -> None:
-        """Record what the child sends until its channel closes, renewing the lease meanwhile
-        and passing on cancel and stop requests."""
+        """Record what the child sends until its channel closes. The lease is held on a thread
+        of its own, so a long write (a big model's checkpoint) never lets it lapse. Raises
+        RunTakenOver when another attempt took the run over."""
         from trainboard.channel import record
         from trainboard.execution import RunTakenOver
 
-        signalled_cancel = signalled_stop = False
+        done, lost = threading.Event(), threading.Event()
+        holder = threading.Thread(
+            target=self._hold_lease,
+            args=(child, run_id, attempt, done, lost),
+            name="lease",
+            daemon=True,
+        )
+        holder.start()
 
-        def renew() -> None:
-            nonlocal signalled_cancel, signalled_stop
-            with session_scope(self.engine) as session:
-                cancel = queue.renew_lease(
-                    session,
-                    run_id=run_id,
-                    attempt=attempt,
-                    lease_seconds=self.settings.lease_seconds,
-                )
-            self._beat("busy", run_id)
-            if cancel is None:
+        def check() -> None:
+            if lost.is_set():
                 raise RunTakenOver(f"run {run_id} attempt {attempt} was taken over")
+
+        try:
+            record(inbox, recorder, tick=check, every=self.heartbeat_seconds)
+        finally:
+            done.set()
+            holder.join()
+        check()  # lost while the channel was ending: no end may be written either
+
+    def _hold_lease(
+        self,
+        child: subprocess.Popen[bytes],
+        run_id: int,
+        attempt: int,
+        done: threading.Event,
+        lost: threading.Event,
+    ) -> None:
+        """Renew the lease every heartbeat until `done`, passing on cancel and stop requests;
+        when the run was taken over, set `lost` and kill the child."""
+        signalled_cancel = signalled_stop = False
+        while not done.wait(self.heartbeat_seconds):
+            try:
+                with session_scope(self.engine) as session:
+                    cancel = queue.renew_lease(
+                        session,
+                        run_id=run_id,
+                        attempt=attempt,
+                        lease_seconds=self.settings.lease_seconds,
+                    )
+                self._beat("busy", run_id)
+            except Exception:  # a database hiccup: the lease has slack until the next beat
+                traceback.print_exc()
+                continue
+            if cancel is None:
+                lost.set()
+                child.kill()
+                return
             if cancel and not signalled_cancel:
                 child.send_signal(signal.SIGUSR1)
                 signalled_cancel = True
             if self.stopping.is_set() and not signalled_stop:
                 child.send_signal(signal.SIGTERM)  # the run stops at its next step and is requeued
                 signalled_stop = True
-
-        record(inbox, recorder, tick=renew, every=self.heartbeat_seconds)
 
     def serve_forever(self) -> None:
         """Repeat run_once until asked to stop, waiting `poll_seconds` when the queue is empty."""
