@@ -230,7 +230,8 @@ def train(
 def sampled_tensors(
     model: torch.nn.Module,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Detached float CPU copies of the weights and of the last step's gradients, by name."""
+    """The weights and the last step's gradients by name, detached, as float on the CPU (for
+    CPU parameters these are views: a sink reads or copies them before the next step)."""
     weights, grads = {}, {}
     for name, param in model.named_parameters():
         weights[name] = param.detach().float().cpu()
