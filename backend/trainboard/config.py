@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 16 * 1024 * 1024
     max_upload_bytes: int = 64 * 1024 * 1024
     max_upload_columns: int = 500
-    # Torch intra-op threads in a run's process; 0 leaves torch's own default.
+    # Torch intra-op threads in a run's process; 0: see runner.torch_threads.
     torch_threads: int = 0
 
     @property

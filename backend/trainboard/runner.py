@@ -76,8 +76,22 @@ def main() -> int:
     return 0
 
 
+def torch_threads(setting: int, device: str) -> int:
+    """The run's torch CPU threads: the setting, else on a CPU device every core torch would
+    take but one, which the worker records on (sharing every core with it slows training more
+    than the one thread fewer does); else torch's own default."""
+    import torch
+
+    if setting:
+        return setting
+    default = torch.get_num_threads()
+    return max(1, default - 1) if device == "cpu" else default
+
+
 def train_job(job: dict, channel: ChannelSink, stop: Callable[[], Exit | None]) -> None:
     """Train the job's run, sending everything to `channel`, its end included."""
+    import torch
+
     from trainboard.channel import Failure
     from trainboard.config import Settings
     from trainboard.execution import describe_start
@@ -86,12 +100,13 @@ def train_job(job: dict, channel: ChannelSink, stop: Callable[[], Exit | None]) 
     from trainboard.training.spec import RunSpec
 
     settings = Settings.model_validate_json(job["settings"])
-    if settings.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
+    torch.set_num_threads(torch_threads(settings.torch_threads, job["device"]))
     resume_from = Path(job["resume_from"]) if job["resume_from"] else None
-    print(describe_start(job["run_id"], job["attempt"], job["device"], resume_from), flush=True)
+    print(
+        describe_start(job["run_id"], job["attempt"], job["device"], resume_from)
+        + f" ({torch.get_num_threads()} torch threads)",
+        flush=True,
+    )
     console: ConsoleSink | None = None
     try:
         spec = RunSpec.model_validate(job["spec"])
