@@ -15,6 +15,7 @@ import pytest
 import torch
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
+from trainboard.runner import torch_threads
 from trainboard.training.loop import train
 from trainboard.training.sinks import MemorySink
 from trainboard.training.spec import RunSpec
@@ -83,8 +84,15 @@ class Api:
 
 
 def reference_metrics(spec: dict[str, Any], tmp_path: Path) -> list[dict[str, float]]:
+    """What an uninterrupted run of `spec` logs, trained on as many threads as a worker's run
+    process uses (another count sums in another order, off in the last bits)."""
     sink = MemorySink()
-    train(RunSpec.model_validate(spec), run_dir=tmp_path / "reference", sink=sink)
+    default = torch.get_num_threads()
+    torch.set_num_threads(torch_threads(0, "cpu"))
+    try:
+        train(RunSpec.model_validate(spec), run_dir=tmp_path / "reference", sink=sink)
+    finally:
+        torch.set_num_threads(default)
     return [{k: v for k, v in e.items() if k not in TIMING} for e in sink.epochs]
 
 
