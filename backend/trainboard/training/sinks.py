@@ -32,7 +32,8 @@ class EpochReport:
     metrics: dict[str, float]
     eta_seconds: float | None
     summary: dict[str, Any] = field(default_factory=dict)  # best epoch so far + these metrics
-    # Detached CPU copies by parameter name, on the epochs the loop samples them (else empty).
+    # Detached float CPU tensors by parameter name, on the epochs the loop samples them (else
+    # empty); for CPU parameters they are views, valid until the next step.
     weights: dict[str, torch.Tensor] = field(default_factory=dict)
     grads: dict[str, torch.Tensor] = field(default_factory=dict)
 
