@@ -46,35 +46,42 @@ class PackedTensor(NamedTuple):
     data: Any  # numpy uint8 array; pickling copies its bytes
 
 
+def map_leaves(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """`value` with `leaf` applied to everything that is not a dict, list or plain tuple."""
+    if isinstance(value, dict):
+        return {k: map_leaves(v, leaf) for k, v in value.items()}
+    if isinstance(value, list):
+        return [map_leaves(v, leaf) for v in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):  # a NamedTuple is a leaf
+        return tuple(map_leaves(v, leaf) for v in value)
+    return leaf(value)
+
+
+def _pack_tensor(value: Any) -> Any:
+    if not isinstance(value, torch.Tensor) or value.layout is not torch.strided:
+        return value
+    if value.is_quantized:
+        return value  # rare kinds travel by torch's own pickling
+    flat = value.detach().cpu().contiguous().reshape(-1)
+    return PackedTensor(value.dtype, tuple(value.shape), flat.view(torch.uint8).numpy())
+
+
+def _unpack_tensor(value: Any) -> Any:
+    if not isinstance(value, PackedTensor):
+        return value
+    if not value.data.size:  # an empty array has no strides to view through
+        return torch.empty(value.shape, dtype=value.dtype)
+    return torch.from_numpy(value.data).view(value.dtype).reshape(value.shape)
+
+
 def pack(value: Any) -> Any:
     """`value` with every dense tensor in it replaced by a PackedTensor (dicts, lists, tuples)."""
-    if isinstance(value, torch.Tensor):
-        if value.layout is not torch.strided or value.is_quantized:
-            return value  # rare kinds travel by torch's own pickling
-        flat = value.detach().cpu().contiguous().reshape(-1)
-        return PackedTensor(value.dtype, tuple(value.shape), flat.view(torch.uint8).numpy())
-    if isinstance(value, dict):
-        return {k: pack(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [pack(v) for v in value]
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return tuple(pack(v) for v in value)
-    return value
+    return map_leaves(value, _pack_tensor)
 
 
 def unpack(value: Any) -> Any:
     """The inverse of `pack`: tensors on the CPU."""
-    if isinstance(value, PackedTensor):
-        if not value.data.size:  # an empty array has no strides to view through
-            return torch.empty(value.shape, dtype=value.dtype)
-        return torch.from_numpy(value.data).view(value.dtype).reshape(value.shape)
-    if isinstance(value, dict):
-        return {k: unpack(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unpack(v) for v in value]
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return tuple(unpack(v) for v in value)
-    return value
+    return map_leaves(value, _unpack_tensor)
 
 
 @dataclass

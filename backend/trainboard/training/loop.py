@@ -195,8 +195,9 @@ def train(
         # --- report
         schedule.step_after_epoch(metrics["val_loss"])
         progress.end_epoch(epoch, metrics)
-        report = EpochReport(epoch, spec.epochs, metrics, progress.eta_seconds(epoch))
-        report.summary = progress.summary()
+        report = EpochReport(
+            epoch, spec.epochs, metrics, progress.eta_seconds(epoch), progress.summary()
+        )
         if epoch == 1 or epoch % HISTOGRAM_EVERY == 0:
             report.weights, report.grads = sampled_tensors(model)
         sink.log_epoch(report)
