@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 from trainboard.channel import ChannelSink, Inbox, Recorder, open_channel, record
 from trainboard.config import Settings
 from trainboard.db import init_db, make_engine, session_scope
-from trainboard.execution import open_recording
+from trainboard.execution import BATCH_SECONDS, open_recording
 from trainboard.store import queue
 from trainboard.store.runs import create_job_run
 from trainboard.training.data import prepare_data
@@ -98,7 +98,7 @@ def recording_process(
     """What a worker does while its run trains: record the channel into the run's sinks."""
     settings = Settings(home=home)
     engine = make_engine(settings.resolved_database_url)
-    recording = open_recording(settings, engine, run_id, attempt=1, batched=True)
+    recording = open_recording(settings, engine, run_id, attempt=1, batch_seconds=BATCH_SECONDS)
     recorder = Recorder(recording.sink, recording.checkpoints, recording.store.flush)
     ready.set()
     record(Inbox(channel), recorder, tick=lambda: None, every=1.0)  # a worker's beat

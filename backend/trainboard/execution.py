@@ -20,7 +20,7 @@ from trainboard.db import reader, session_scope
 from trainboard.models import RunStatus
 from trainboard.stop import StopFlag
 from trainboard.store import queue
-from trainboard.store.checkpoints import sync_checkpoints
+from trainboard.store.checkpoints import committed_checkpoints, sync_checkpoints
 from trainboard.store.metrics import add_metrics
 from trainboard.store.runs import get_run
 from trainboard.training.checkpoint import CheckpointEntry, CheckpointManager
@@ -48,17 +48,31 @@ class RunTakenOver(Exception):
 class StoreSink:
     """Writes metrics, progress and checkpoint rows to the database, guarded by the attempt.
 
-    Without `batched`, each epoch and each list of checkpoints commits at once. With it, writes
-    wait until BATCH_SECONDS have passed since the last commit, so a burst of short epochs
-    lands in a few transactions instead of several each; the recorder flushes what is left on
-    its next tick. Step points wait up to STEP_FLUSH_SECONDS either way."""
+    With `batch_seconds` 0, each epoch and each list of checkpoints commits at once. Otherwise
+    writes wait until `batch_seconds` have passed since the last commit, so a burst of short
+    epochs lands in a few transactions instead of several each; the recorder flushes what is
+    left on its next tick. Step points wait up to STEP_FLUSH_SECONDS either way.
 
-    def __init__(self, engine: Engine, run_id: int, attempt: int, *, batched: bool = False) -> None:
-        self.engine, self.run_id, self.attempt, self.batched = engine, run_id, attempt, batched
+    Checkpoint rows commit together with the metrics of the epochs they cover, and a resumed
+    attempt starts from the latest row (`committed_checkpoints`), so resuming never skips an
+    epoch whose metrics were not stored. Files that retention drops are deleted only once the
+    list without them is committed (`files.delete_forgotten`)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        run_id: int,
+        attempt: int,
+        *,
+        batch_seconds: float = 0.0,
+        files: CheckpointManager | None = None,
+    ) -> None:
+        self.engine, self.run_id, self.attempt = engine, run_id, attempt
+        self.batch_seconds, self.files = batch_seconds, files
         self.points: list[tuple[str, int, float | None, float | None]] = []
         self.progress: EpochReport | None = None
         self.checkpoints: list[CheckpointEntry] | None = None
-        self.last_flush = time.monotonic()
+        self.last_flush = self.held_at = time.monotonic()
 
     def flush(self) -> None:
         """Everything pending, in one attempt-guarded transaction."""
@@ -81,19 +95,21 @@ class StoreSink:
                 )
             if not ok:
                 raise RunTakenOver(f"run {self.run_id} attempt {self.attempt} was taken over")
+        if self.checkpoints is not None and self.files is not None:
+            self.files.delete_forgotten()
         self.points, self.progress, self.checkpoints = [], None, None
-        self.last_flush = time.monotonic()
+        self.last_flush = self.held_at = time.monotonic()
 
-    def settle(self) -> None:
-        """Before a checkpoint file is written: commit the epochs it covers (resuming from it
-        must never skip an epoch whose metrics were not stored), or at least make sure this
-        attempt still holds the run (a successor may be resuming from the same folder)."""
-        if self.progress is not None:
-            self.flush()
+    def check_held(self) -> None:
+        """Before a checkpoint file is written: make sure this attempt still held the run at
+        most `batch_seconds` ago, by its last commit or by a read, so an attempt that was taken
+        over stops writing into the folder its successor resumes from."""
+        if time.monotonic() - self.held_at < self.batch_seconds:
             return
         with session_scope(reader(self.engine)) as session:
             if not queue.holds_run(session, run_id=self.run_id, attempt=self.attempt):
                 raise RunTakenOver(f"run {self.run_id} attempt {self.attempt} was taken over")
+        self.held_at = time.monotonic()
 
     def _flush_after(self, seconds: float) -> None:
         if time.monotonic() - self.last_flush >= seconds:
@@ -108,11 +124,11 @@ class StoreSink:
         now = time.time()
         self.points += [(key, report.epoch, value, now) for key, value in report.metrics.items()]
         self.progress = report  # an epoch's points and the run's progress land together
-        self._flush_after(BATCH_SECONDS if self.batched else 0)
+        self._flush_after(self.batch_seconds)
 
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
         self.checkpoints = entries  # the latest list is the whole truth
-        self._flush_after(BATCH_SECONDS if self.batched else 0)
+        self._flush_after(self.batch_seconds)
 
     def close(self, outcome: Outcome | None) -> None:
         self.flush()
@@ -127,7 +143,7 @@ class HeldCheckpointFiles(CheckpointFiles):
         self.store = store
 
     def save(self, state: dict[str, Any], *, epoch: int, metrics: dict[str, float]) -> None:
-        self.store.settle()
+        self.store.check_held()
         super().save(state, epoch=epoch, metrics=metrics)
 
 
@@ -156,22 +172,26 @@ class RunRecording:
 
 
 def open_recording(
-    settings: Settings, engine: Engine, run_id: int, attempt: int, *, batched: bool = False
+    settings: Settings, engine: Engine, run_id: int, attempt: int, *, batch_seconds: float = 0.0
 ) -> RunRecording:
-    """The sinks and checkpoint files of a claimed run (`batched`: see StoreSink). Raises if its
-    spec no longer validates (a plugin was uninstalled, say); the caller fails the run."""
+    """The sinks and checkpoint files of a claimed run (`batch_seconds`: see StoreSink), and
+    where it resumes: its latest committed checkpoint. Raises if its spec no longer validates
+    (a plugin was uninstalled, say); the caller fails the run."""
     with session_scope(reader(engine)) as session:
         run = get_run(session, run_id=run_id)
         stored, start_epoch = run.spec, run.epoch
+        committed = committed_checkpoints(session, run_id=run_id)
     spec = RunSpec.model_validate(stored)
     run_dir = settings.run_dir(run_id)
-    manager = CheckpointManager(run_dir / "checkpoints", spec.checkpoint)
+    folder = run_dir / "checkpoints"
+    kept = [e for e in committed if (folder / f"{e.name}.pt").is_file()]
+    manager = CheckpointManager(folder, spec.checkpoint, kept, defer_deletes=True)
     hparams = {
         k: v
         for k, v in spec_paths(spec.model_dump(mode="json")).items()
         if isinstance(v, int | float | str | bool)
     }
-    store = StoreSink(engine, run_id, attempt, batched=batched)
+    store = StoreSink(engine, run_id, attempt, batch_seconds=batch_seconds, files=manager)
     tensorboard = TensorBoardSink(run_dir / "tensorboard", hparams)
     sink = FanOut(store, tensorboard)
     checkpoints = HeldCheckpointFiles(manager, sink, store)

@@ -137,10 +137,12 @@ class Worker:
 
     def _execute(self, run_id: int, attempt: int) -> None:
         from trainboard.channel import Failure, Inbox, Recorder
-        from trainboard.execution import RunTakenOver, open_recording, record_end
+        from trainboard.execution import BATCH_SECONDS, RunTakenOver, open_recording, record_end
 
         try:
-            recording = open_recording(self.settings, self.engine, run_id, attempt, batched=True)
+            recording = open_recording(
+                self.settings, self.engine, run_id, attempt, batch_seconds=BATCH_SECONDS
+            )
         except Exception as exc:  # the spec no longer validates; the warm child stays for later
             record_end(self.engine, run_id=run_id, attempt=attempt, end=Failure.from_exception(exc))
             return

@@ -73,6 +73,22 @@ def list_checkpoints(session: Session, *, run_id: int) -> list[Checkpoint]:
     return list(session.exec(query).all())
 
 
+def committed_checkpoints(session: Session, *, run_id: int) -> list[CheckpointEntry]:
+    """The run's checkpoints as its rows record them: what a resumed attempt starts from."""
+    return [
+        CheckpointEntry(
+            row.name,
+            row.epoch,
+            row.size_bytes,
+            row.sha256,
+            dict(row.metrics),
+            row.is_best,
+            row.created_at.replace(tzinfo=row.created_at.tzinfo or UTC).timestamp(),
+        )
+        for row in list_checkpoints(session, run_id=run_id)
+    ]
+
+
 def find_checkpoint(session: Session, *, run_id: int, checkpoint_id: str) -> Checkpoint:
     """A checkpoint by its id, or `latest` / `best`."""
     rows = list_checkpoints(session, run_id=run_id)

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,17 +86,31 @@ def load_checkpoint(path: Path | str, map_location: Any = "cpu") -> dict[str, An
 
 @dataclass
 class CheckpointManager:
-    """Saves `epoch-NNNN.pt` files in `folder`; keeps the last `keep_last`, the best `keep_best`."""
+    """Saves `epoch-NNNN.pt` files in `folder`; keeps the last `keep_last`, the best `keep_best`.
+
+    `known` are the checkpoints there already, as the database lists them; without it, the
+    manager keeps its list in the folder's index.json. With `defer_deletes`, retention only
+    forgets a file, and `delete_forgotten()` removes it later: once the database row that
+    points at it is gone, so a reader of the rows never finds a row whose file was deleted."""
 
     folder: Path
     policy: CheckpointSpec
-    entries: list[CheckpointEntry] = field(default_factory=list)
+    known: InitVar[list[CheckpointEntry] | None] = None
+    defer_deletes: bool = False
+    entries: list[CheckpointEntry] = field(init=False)
+    forgotten: set[str] = field(init=False, default_factory=set)
+    indexed: bool = field(init=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, known: list[CheckpointEntry] | None) -> None:
+        self.indexed = known is None
+        self.entries = self._read_index() if known is None else list(known)
+
+    def _read_index(self) -> list[CheckpointEntry]:
         index = self.folder / "index.json"
-        if index.exists():
-            listed = [CheckpointEntry(**e) for e in json.loads(index.read_text())]
-            self.entries = [e for e in listed if (self.folder / f"{e.name}.pt").exists()]
+        if not index.exists():
+            return []
+        listed = [CheckpointEntry(**e) for e in json.loads(index.read_text())]
+        return [e for e in listed if (self.folder / f"{e.name}.pt").exists()]
 
     def _score(self, entry: CheckpointEntry) -> float:
         value = entry.metrics.get(self.policy.monitor)
@@ -136,12 +150,21 @@ class CheckpointManager:
         keep = {e.name for e in by_epoch[-self.policy.keep_last :]} | {e.name for e in best}
         for entry in by_epoch:
             entry.is_best = bool(best) and entry.name == best[0].name
-            if entry.name not in keep:
-                (self.folder / f"{entry.name}.pt").unlink(missing_ok=True)
+        self.forgotten = (self.forgotten | {e.name for e in by_epoch}) - keep
+        if not self.defer_deletes:
+            self.delete_forgotten()
         self.entries = [e for e in by_epoch if e.name in keep]
+        if not self.indexed:
+            return
         index = json.dumps([asdict(e) for e in self.entries], indent=1).encode()
         # The index is a cache of what the files hold: atomic, but no fsync needed.
         atomic_write(self.folder / "index.json", lambda handle: handle.write(index), durable=False)
+
+    def delete_forgotten(self) -> None:
+        """Delete the files that retention no longer keeps."""
+        for name in self.forgotten:
+            (self.folder / f"{name}.pt").unlink(missing_ok=True)
+        self.forgotten = set()
 
     def latest_path(self) -> Path | None:
         if not self.entries:

@@ -1,0 +1,109 @@
+"""Recording a claimed run on SQLite and PostgreSQL: checkpoint rows commit with the metrics
+they cover, a resumed attempt starts from the latest committed one, retention deletes a file
+only after its row is gone, and an attempt that was taken over writes no checkpoint file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from trainboard.config import Settings
+from trainboard.db import session_scope
+from trainboard.execution import RunRecording, RunTakenOver, open_recording
+from trainboard.models import RunStatus
+from trainboard.store import queue
+from trainboard.store.checkpoints import list_checkpoints
+from trainboard.store.metrics import read_series
+from trainboard.store.runs import create_job_run
+from trainboard.training.checkpoint import load_checkpoint
+from trainboard.training.sinks import EpochReport
+from trainboard.training.spec import RunSpec
+
+KEEP_TWO = {"every_epochs": 1, "keep_last": 2, "keep_best": 0}
+
+
+def claimed_run(engine: Engine) -> int:
+    spec = {"dataset": {"name": "iris"}, "model": {"name": "mlp"}, "checkpoint": KEEP_TWO}
+    with session_scope(engine) as session:
+        run_id = create_job_run(session, spec=RunSpec.model_validate(spec)).id
+    assert claim(engine) == (run_id, 1)
+    return run_id
+
+
+def claim(engine: Engine) -> tuple[int, int] | None:
+    with session_scope(engine) as session:
+        return queue.claim_next_run(session, worker_id="w", device="cpu", lease_seconds=30)
+
+
+def requeue(engine: Engine, run_id: int, attempt: int) -> None:
+    """What lease recovery does for a worker that died: the run goes back to the queue."""
+    with session_scope(engine) as session:
+        assert queue.finish_run(session, run_id=run_id, attempt=attempt, status=RunStatus.queued)
+
+
+def record_epoch(recording: RunRecording, epoch: int) -> None:
+    """What a recorder does for one epoch of a run that checkpoints every epoch."""
+    metrics = {"train_loss": 1.0 / epoch, "val_loss": 2.0 / epoch}
+    recording.sink.log_epoch(EpochReport(epoch, 10, metrics, None, {}))
+    state = {"epoch": epoch, "model_state_dict": {}, "metrics": metrics}
+    recording.checkpoints.save(state, epoch=epoch, metrics=metrics)
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.pt"))
+
+
+def stored_epochs(engine: Engine, run_id: int) -> list[int]:
+    with session_scope(engine) as session:
+        series = read_series(session, run_id=run_id, keys=["val_loss"], max_points=100)
+    return series["val_loss"].steps
+
+
+def test_a_resumed_attempt_starts_from_the_last_committed_checkpoint(
+    engine: Engine, home: Path
+) -> None:
+    settings = Settings(home=home)
+    run_id = claimed_run(engine)
+    folder = settings.run_dir(run_id) / "checkpoints"
+    first = open_recording(settings, engine, run_id, 1, batch_seconds=3600)
+    for epoch in (1, 2, 3):
+        record_epoch(first, epoch)
+    assert files(folder) == ["epoch-0001", "epoch-0002", "epoch-0003"]  # rows not yet gone
+    first.store.flush()
+    assert files(folder) == ["epoch-0002", "epoch-0003"]
+    for epoch in (4, 5):
+        record_epoch(first, epoch)
+    # The worker dies here: epochs 4 and 5 have files but neither rows nor metrics. The files
+    # their retention dropped stay, since the committed rows still point at them.
+    assert files(folder) == ["epoch-0002", "epoch-0003", "epoch-0004", "epoch-0005"]
+    requeue(engine, run_id, 1)
+    assert claim(engine) == (run_id, 2)
+
+    second = open_recording(settings, engine, run_id, 2)
+    assert second.resume_from == folder / "epoch-0003.pt"
+    assert load_checkpoint(second.resume_from)["epoch"] == 3
+    assert stored_epochs(engine, run_id) == [1, 2, 3]  # no epoch before it lacks metrics
+    for epoch in (4, 5, 6):
+        record_epoch(second, epoch)
+    with session_scope(engine) as session:
+        rows = list_checkpoints(session, run_id=run_id)
+    assert [r.name for r in rows] == ["epoch-0005", "epoch-0006"] == files(folder)
+    assert stored_epochs(engine, run_id) == [1, 2, 3, 4, 5, 6]
+
+
+def test_an_attempt_that_was_taken_over_writes_no_checkpoint_file(
+    engine: Engine, home: Path
+) -> None:
+    settings = Settings(home=home)
+    run_id = claimed_run(engine)
+    folder = settings.run_dir(run_id) / "checkpoints"
+    first = open_recording(settings, engine, run_id, 1)
+    record_epoch(first, 1)
+    requeue(engine, run_id, 1)
+    assert claim(engine) == (run_id, 2)  # another worker holds the run now
+    with pytest.raises(RunTakenOver):
+        first.checkpoints.save({"epoch": 2, "model_state_dict": {}}, epoch=2, metrics={})
+    assert files(folder) == ["epoch-0001"]
+    with session_scope(engine) as session:
+        assert [r.name for r in list_checkpoints(session, run_id=run_id)] == ["epoch-0001"]
