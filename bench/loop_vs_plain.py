@@ -99,9 +99,10 @@ def recording_process(
     settings = Settings(home=home)
     engine = make_engine(settings.resolved_database_url)
     recording = open_recording(settings, engine, run_id, attempt=1, batch_seconds=BATCH_SECONDS)
-    recorder = Recorder(recording.sink, recording.checkpoints, recording.store.flush)
+    recorder = Recorder(recording.sink, recording.checkpoints, recording.store.flush_due)
     ready.set()
-    record(Inbox(channel), recorder, tick=lambda: None, every=1.0)  # a worker's beat
+    # As a worker does: a beat every second, a look at what is due to commit every batch.
+    record(Inbox(channel), recorder, tick=lambda: None, every=1.0, flush_every=BATCH_SECONDS)
     recording.release()
     done.set()
 

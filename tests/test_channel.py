@@ -157,3 +157,26 @@ def test_the_recorder_ends_with_the_channel_when_the_sender_dies(tmp_path: Path)
     record(inbox, recorder, tick=lambda: None, every=60)
     assert recorded.steps == [(10, {"step/train_loss": 0.5})]  # what it sent is kept
     assert recorder.end is None  # and no end was made up for it
+
+
+def test_a_quiet_channel_gets_what_is_due_flushed_between_beats(tmp_path: Path) -> None:
+    read_fd, write_fd = open_channel()
+    inbox = Inbox(Connection(read_fd, writable=False))
+    sending = ChannelSink(Connection(write_fd, readable=False))
+    flushes, ticks = threading.Event(), threading.Event()
+    recorded = MemorySink()
+    files = CheckpointFiles(CheckpointManager(tmp_path, spec().checkpoint), recorded)
+    recorder = Recorder(recorded, files, flush=flushes.set)
+    recording = threading.Thread(
+        target=record,
+        args=(inbox, recorder),
+        kwargs={"tick": ticks.set, "every": 3600, "flush_every": 0.05},
+    )
+    recording.start()
+    try:
+        assert flushes.wait(timeout=30)  # though nothing was sent, and no beat came yet
+        assert not ticks.is_set()
+    finally:
+        sending.connection.close()
+        recording.join(timeout=30)
+    assert not recording.is_alive()

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 from trainboard.config import Settings
 from trainboard.db import session_scope
-from trainboard.execution import RunRecording, RunTakenOver, open_recording
+from trainboard.execution import RunRecording, RunTakenOver, StoreSink, open_recording
 from trainboard.models import RunStatus
 from trainboard.store import queue
 from trainboard.store.checkpoints import list_checkpoints
@@ -107,3 +107,16 @@ def test_an_attempt_that_was_taken_over_writes_no_checkpoint_file(
     assert files(folder) == ["epoch-0001"]
     with session_scope(engine) as session:
         assert [r.name for r in list_checkpoints(session, run_id=run_id)] == ["epoch-0001"]
+
+
+def test_a_batch_shows_the_first_epoch_at_once_and_the_rest_when_due(engine: Engine) -> None:
+    run_id = claimed_run(engine)
+    store = StoreSink(engine, run_id, 1, batch_seconds=3600)
+    store.log_epoch(EpochReport(1, 3, {"val_loss": 1.0}, None, {}))
+    assert stored_epochs(engine, run_id) == [1]  # the run has visibly started
+    store.log_epoch(EpochReport(2, 3, {"val_loss": 0.5}, None, {}))
+    store.flush_due()
+    assert stored_epochs(engine, run_id) == [1]  # batched: not due before batch_seconds
+    store.batch_seconds = 0  # as if the batch's time had passed
+    store.flush_due()
+    assert stored_epochs(engine, run_id) == [1, 2]

@@ -195,18 +195,30 @@ class Recorder:
             raise ValueError(f"unknown message from the run's process: {kind!r}")
 
 
-def record(inbox: Inbox, recorder: Recorder, *, tick: Callable[[], None], every: float) -> None:
-    """Hand each message to `recorder` until the channel ends. Every `every` seconds, however
-    busy the channel is, flush what the recorder holds back and call `tick` (a worker renews
-    its lease there)."""
-    next_tick = time.monotonic() + every
+def record(
+    inbox: Inbox,
+    recorder: Recorder,
+    *,
+    tick: Callable[[], None],
+    every: float,
+    flush_every: float | None = None,
+) -> None:
+    """Hand each message to `recorder` until the channel ends. However busy or quiet the
+    channel, let the recorder flush what it holds back every `flush_every` seconds (by default
+    `every`), and call `tick` every `every` seconds (a worker renews its lease there)."""
+    flush_every = every if flush_every is None else flush_every
+    now = time.monotonic()
+    next_flush, next_tick = now + flush_every, now + every
     while True:
-        message = inbox.get(timeout=max(0.0, next_tick - time.monotonic()))
+        message = inbox.get(timeout=max(0.0, min(next_flush, next_tick) - time.monotonic()))
         if message is END_OF_CHANNEL:
             return
         if message is not None:
             recorder.handle(message)
-        if time.monotonic() >= next_tick:
+        now = time.monotonic()
+        if now >= next_flush:
             recorder.flush()
+            next_flush = now + flush_every
+        if now >= next_tick:
             tick()
-            next_tick = time.monotonic() + every
+            next_tick = now + every

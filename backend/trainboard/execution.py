@@ -4,6 +4,7 @@ status it ends with. A worker records what its run's process sends (`trainboard.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import traceback
@@ -50,8 +51,9 @@ class StoreSink:
 
     With `batch_seconds` 0, each epoch and each list of checkpoints commits at once. Otherwise
     writes wait until `batch_seconds` have passed since the last commit, so a burst of short
-    epochs lands in a few transactions instead of several each; the recorder flushes what is
-    left on its next tick. Step points wait up to STEP_FLUSH_SECONDS either way.
+    epochs lands in a few transactions instead of several each; the recorder calls `flush_due`
+    between messages, so nothing waits much longer. Step points wait up to STEP_FLUSH_SECONDS
+    either way.
 
     Checkpoint rows commit together with the metrics of the epochs they cover, and a resumed
     attempt starts from the latest row (`committed_checkpoints`), so resuming never skips an
@@ -72,7 +74,8 @@ class StoreSink:
         self.points: list[tuple[str, int, float | None, float | None]] = []
         self.progress: EpochReport | None = None
         self.checkpoints: list[CheckpointEntry] | None = None
-        self.last_flush = self.held_at = time.monotonic()
+        self.last_flush = -math.inf  # the first epoch shows at once: the run has started
+        self.held_at = time.monotonic()
 
     def flush(self) -> None:
         """Everything pending, in one attempt-guarded transaction."""
@@ -111,24 +114,32 @@ class StoreSink:
                 raise RunTakenOver(f"run {self.run_id} attempt {self.attempt} was taken over")
         self.held_at = time.monotonic()
 
-    def _flush_after(self, seconds: float) -> None:
-        if time.monotonic() - self.last_flush >= seconds:
+    def flush_due(self) -> None:
+        """Flush what has waited long enough: epochs and checkpoint rows `batch_seconds`
+        after the last commit, step points STEP_FLUSH_SECONDS after it."""
+        if self.progress is not None or self.checkpoints is not None:
+            wait = self.batch_seconds
+        elif self.points:
+            wait = STEP_FLUSH_SECONDS
+        else:
+            return
+        if time.monotonic() - self.last_flush >= wait:
             self.flush()
 
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
         now = time.time()
         self.points += [(key, step, value, now) for key, value in metrics.items()]
-        self._flush_after(STEP_FLUSH_SECONDS)
+        self.flush_due()
 
     def log_epoch(self, report: EpochReport) -> None:
         now = time.time()
         self.points += [(key, report.epoch, value, now) for key, value in report.metrics.items()]
         self.progress = report  # an epoch's points and the run's progress land together
-        self._flush_after(self.batch_seconds)
+        self.flush_due()
 
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
         self.checkpoints = entries  # the latest list is the whole truth
-        self._flush_after(self.batch_seconds)
+        self.flush_due()
 
     def close(self, outcome: Outcome | None) -> None:
         self.flush()

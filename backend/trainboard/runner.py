@@ -69,6 +69,7 @@ def main() -> int:
     channel = ChannelSink(Connection(channel_fd, readable=False))
     try:
         train_job(job, channel, stop)
+        channel.connection.close()  # the worker records the end now, not after our exit
     except BrokenPipeError:
         print("the worker went away; stopping", flush=True)
         return 1

@@ -165,7 +165,7 @@ class Worker:
         child.process.stdin.close()
         if not self.stopping.is_set():
             self.prepare_child()  # the next run's process warms up while this one trains
-        recorder = Recorder(recording.sink, recording.checkpoints, recording.store.flush)
+        recorder = Recorder(recording.sink, recording.checkpoints, recording.store.flush_due)
         inbox = Inbox(child.channel)
         end: Failure | None = None
         try:
@@ -173,6 +173,7 @@ class Worker:
         except BaseException as exc:
             child.process.kill()
             inbox.discard_rest()  # the reader ends at the child's exit
+            child.process.wait()
             if isinstance(exc, RunTakenOver):  # another attempt holds the run: write nothing
                 return
             if not isinstance(exc, Exception):
@@ -180,11 +181,11 @@ class Worker:
             traceback.print_exc()  # recording failed (a full disk, say): the run cannot go on
             end = Failure(f"recording the run failed: {Failure.from_exception(exc).message}")
         finally:
-            child.process.wait()
             child.channel.close()
             recording.release()
-        end = end or recorder.end or Failure(describe_exit(child.process.returncode))
+        end = end or recorder.end or Failure(describe_exit(child.process.wait()))
         record_end(self.engine, run_id=run_id, attempt=attempt, end=end)
+        child.process.wait()  # after its end is recorded: a torch process takes a while to exit
 
     def _supervise(
         self,
@@ -198,7 +199,7 @@ class Worker:
         of its own, so a long write (a big model's checkpoint) never lets it lapse. Raises
         RunTakenOver when another attempt took the run over."""
         from trainboard.channel import record
-        from trainboard.execution import RunTakenOver
+        from trainboard.execution import BATCH_SECONDS, RunTakenOver
 
         done, lost = threading.Event(), threading.Event()
         holder = threading.Thread(
@@ -214,7 +215,13 @@ class Worker:
                 raise RunTakenOver(f"run {run_id} attempt {attempt} was taken over")
 
         try:
-            record(inbox, recorder, tick=check, every=self.heartbeat_seconds)
+            record(
+                inbox,
+                recorder,
+                tick=check,
+                every=self.heartbeat_seconds,
+                flush_every=BATCH_SECONDS,
+            )
         finally:
             done.set()
             holder.join()
