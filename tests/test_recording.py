@@ -60,6 +60,11 @@ def stored_epochs(engine: Engine, run_id: int) -> list[int]:
     return series["val_loss"].steps
 
 
+def checkpoint_rows(engine: Engine, run_id: int) -> list[str]:
+    with session_scope(engine) as session:
+        return [row.name for row in list_checkpoints(session, run_id=run_id)]
+
+
 def test_a_resumed_attempt_starts_from_the_last_committed_checkpoint(
     engine: Engine, home: Path
 ) -> None:
@@ -86,9 +91,7 @@ def test_a_resumed_attempt_starts_from_the_last_committed_checkpoint(
     assert stored_epochs(engine, run_id) == [1, 2, 3]  # no epoch before it lacks metrics
     for epoch in (4, 5, 6):
         record_epoch(second, epoch)
-    with session_scope(engine) as session:
-        rows = list_checkpoints(session, run_id=run_id)
-    assert [r.name for r in rows] == ["epoch-0005", "epoch-0006"] == files(folder)
+    assert checkpoint_rows(engine, run_id) == ["epoch-0005", "epoch-0006"] == files(folder)
     assert stored_epochs(engine, run_id) == [1, 2, 3, 4, 5, 6]
 
 
@@ -105,8 +108,7 @@ def test_an_attempt_that_was_taken_over_writes_no_checkpoint_file(
     with pytest.raises(RunTakenOver):
         first.checkpoints.save({"epoch": 2, "model_state_dict": {}}, epoch=2, metrics={})
     assert files(folder) == ["epoch-0001"]
-    with session_scope(engine) as session:
-        assert [r.name for r in list_checkpoints(session, run_id=run_id)] == ["epoch-0001"]
+    assert checkpoint_rows(engine, run_id) == ["epoch-0001"]
 
 
 def test_a_batch_shows_the_first_epoch_at_once_and_the_rest_when_due(engine: Engine) -> None:
