@@ -267,6 +267,7 @@ def execute_run(
             should_stop=stop,
             resume_from=recording.resume_from,
             uploads_dir=settings.uploads_dir,
+            max_parameters=settings.max_model_parameters,
             device=device,
         )
     except RunTakenOver as exc:

@@ -63,6 +63,7 @@ def train(
     device: str | None = None,
     raw_data: RawData | None = None,
     checkpoints: CheckpointWriter | None = None,
+    max_parameters: int | None = None,
 ) -> Outcome:
     """Train `spec` to the end (or to a stop), reporting through `sink`; returns why it ended.
     Checkpoints go to `checkpoints`, by default files under `run_dir/checkpoints` written here.
@@ -75,7 +76,7 @@ def train(
     dev = resolve_device(device if device and spec.device == "auto" else spec.device)
     seed_everything(spec.seed, spec.deterministic)
     data = prepare_data(spec.dataset, seed=spec.seed, uploads_dir=uploads_dir, raw=raw_data)
-    model = build_model(spec.model, data.info).to(dev)
+    model = build_model(spec.model, data.info, max_parameters=max_parameters).to(dev)
     loss_fn = build_loss(data.info.task, spec.loss)
     optimizer = build_optimizer(model, spec.optimizer)
     classify = data.info.task == "classification"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,7 +17,11 @@ from trainboard.training.spec import OptimizerSpec, SchedulerSpec
 
 
 class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# Epoch counts in scheduler options go no further than a run's epochs can.
+MAX_EPOCHS = 100_000
 
 
 class SGDOptions(Options):
@@ -29,14 +33,14 @@ class SGDOptions(Options):
 class AdamOptions(Options):
     beta1: float = Field(default=0.9, ge=0, lt=1)
     beta2: float = Field(default=0.999, ge=0, lt=1)
-    eps: float = Field(default=1e-8, gt=0)
+    eps: float = Field(default=1e-8, gt=0, le=1)
     amsgrad: bool = False
 
 
 class RMSpropOptions(Options):
     alpha: float = Field(default=0.99, ge=0, lt=1)
     momentum: float = Field(default=0.0, ge=0, lt=1)
-    eps: float = Field(default=1e-8, gt=0)
+    eps: float = Field(default=1e-8, gt=0, le=1)
     centered: bool = False
 
 
@@ -75,6 +79,27 @@ OPTIMIZERS.add(
 )
 
 
+class UnmatchedParamGroup(ValueError):
+    """A `param_groups` pattern that matches no trainable parameter of the model."""
+
+    def __init__(self, index: int, pattern: str, names: list[str]) -> None:
+        shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+        super().__init__(
+            f"optimizer.param_groups.{index}.match: {pattern!r} matches no parameter; "
+            f"this model's are named {shown}"
+        )
+        self.index, self.pattern = index, pattern
+
+
+def check_param_groups(model: nn.Module, spec: OptimizerSpec) -> None:
+    """UnmatchedParamGroup for the first `param_groups` pattern that matches no trainable
+    parameter name (fnmatch, case-sensitive). The API runs it on the model's outline."""
+    names = [name for name, param in model.named_parameters() if param.requires_grad]
+    for index, group in enumerate(spec.param_groups):
+        if not any(fnmatch.fnmatchcase(name, group.match) for name in names):
+            raise UnmatchedParamGroup(index, group.match, names)
+
+
 def _is_bias_or_norm(name: str, param: nn.Parameter, norm_params: set[int]) -> bool:
     return name.endswith(".bias") or name == "bias" or id(param) in norm_params
 
@@ -86,7 +111,6 @@ def parameter_groups(model: nn.Module, spec: OptimizerSpec) -> list[dict[str, An
         id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters(False)
     }
     buckets: dict[tuple[float, float], list[nn.Parameter]] = {}
-    names: dict[tuple[float, float], list[str]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -100,23 +124,16 @@ def parameter_groups(model: nn.Module, spec: OptimizerSpec) -> list[dict[str, An
                     decay = group.weight_decay
                 break
         buckets.setdefault((lr_scale, decay), []).append(param)
-        names.setdefault((lr_scale, decay), []).append(name)
     # The group holding the first parameter comes first: its lr is the one reported as `lr`.
     return [
-        {"params": params, "lr": spec.lr * scale, "weight_decay": decay, "names": names[key]}
-        for key, params in buckets.items()
-        for scale, decay in [key]
+        {"params": params, "lr": spec.lr * scale, "weight_decay": decay}
+        for (scale, decay), params in buckets.items()
     ]
 
 
 def build_optimizer(model: nn.Module, spec: OptimizerSpec) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, spec)
-    for pattern in (g.match for g in spec.param_groups):
-        if not any(fnmatch.fnmatchcase(n, pattern) for g in groups for n in g["names"]):
-            raise ValueError(f"optimizer.param_groups: {pattern!r} matches no parameter")
-    for group in groups:
-        group.pop("names")
-    return OPTIMIZERS.get(spec.name).factory(groups, spec.lr, spec.params)
+    check_param_groups(model, spec)
+    return OPTIMIZERS.get(spec.name).factory(parameter_groups(model, spec), spec.lr, spec.params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,12 +148,14 @@ class SchedulerCadence(StrEnum):
 
 
 class StepOptions(Options):
-    step_size: int = Field(default=10, ge=1)
+    step_size: int = Field(default=10, ge=1, le=MAX_EPOCHS)
     gamma: float = Field(default=0.1, gt=0, le=1)
 
 
 class MultiStepOptions(Options):
-    milestones: list[int] = Field(default_factory=lambda: [30, 60], min_length=1)
+    milestones: list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]] = Field(
+        default_factory=lambda: [30, 60], min_length=1, max_length=1_000
+    )
     gamma: float = Field(default=0.1, gt=0, le=1)
 
 
@@ -145,23 +164,27 @@ class ExponentialOptions(Options):
 
 
 class CosineOptions(Options):
-    t_max: int | None = Field(default=None, ge=1, description="epochs; default: epochs - warmup")
-    eta_min: float = Field(default=0.0, ge=0)
+    t_max: int | None = Field(
+        default=None, ge=1, le=MAX_EPOCHS, description="epochs; default: epochs - warmup"
+    )
+    eta_min: float = Field(default=0.0, ge=0, le=10)
 
 
 class OneCycleOptions(Options):
-    max_lr: float | None = Field(default=None, gt=0, description="default: the optimizer's lr")
+    max_lr: float | None = Field(
+        default=None, gt=0, le=10, description="default: the optimizer's lr"
+    )
     pct_start: float = Field(default=0.3, gt=0, lt=1)
     anneal_strategy: str = Field(default="cos", pattern="^(cos|linear)$")
-    div_factor: float = Field(default=25.0, gt=0)
-    final_div_factor: float = Field(default=1e4, gt=0)
+    div_factor: float = Field(default=25.0, gt=0, le=1e6)
+    final_div_factor: float = Field(default=1e4, gt=0, le=1e12)
 
 
 class PlateauOptions(Options):
     factor: float = Field(default=0.1, gt=0, lt=1)
-    patience: int = Field(default=10, ge=0)
-    threshold: float = Field(default=1e-4, ge=0)
-    min_lr: float = Field(default=0.0, ge=0)
+    patience: int = Field(default=10, ge=0, le=MAX_EPOCHS)
+    threshold: float = Field(default=1e-4, ge=0, le=1e6)
+    min_lr: float = Field(default=0.0, ge=0, le=10)
 
 
 SCHEDULERS = Registry("scheduler")

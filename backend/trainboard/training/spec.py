@@ -7,22 +7,30 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from trainboard.jsonsafe import JsonObject, NoNul
+
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+# User text: runs' names, notes and tags (external runs and edits use the same types).
+RunName = Annotated[str, Field(max_length=200), NoNul()]
+RunNotes = Annotated[str, Field(max_length=10_000), NoNul()]
+RunTag = Annotated[str, Field(min_length=1, max_length=64), NoNul()]
 
 
 class SpecModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Finite numbers only: NaN fails every bound with a misleading message ("must be <= 10")
+    # and SQLite would store Infinity as null.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DatasetSpec(SpecModel):
     name: Name
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
 
 
 class ModelSpec(SpecModel):
     name: Name
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _known_model(self) -> Self:
@@ -35,7 +43,7 @@ class ModelSpec(SpecModel):
 class ParamGroupSpec(SpecModel):
     """Parameters whose qualified name matches `match` (fnmatch pattern) get their own settings."""
 
-    match: str = Field(min_length=1, max_length=200)
+    match: Annotated[str, Field(min_length=1, max_length=200), NoNul()]
     lr_scale: float = Field(default=1.0, gt=0, le=1e4)
     weight_decay: float | None = Field(default=None, ge=0, le=10)
 
@@ -46,7 +54,7 @@ class OptimizerSpec(SpecModel):
     weight_decay: float = Field(default=0.01, ge=0, le=10)
     # Biases and normalization weights are usually better left undecayed.
     no_decay_bias_norm: bool = False
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     param_groups: list[ParamGroupSpec] = Field(default_factory=list, max_length=32)
 
     @model_validator(mode="after")
@@ -59,7 +67,7 @@ class OptimizerSpec(SpecModel):
 
 class SchedulerSpec(SpecModel):
     name: Name = "none"
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     warmup_epochs: int = Field(default=0, ge=0, le=10_000)
 
     @model_validator(mode="after")
@@ -98,11 +106,9 @@ class EarlyStoppingSpec(SpecModel):
 
 
 class RunSpec(SpecModel):
-    name: str = Field(default="", max_length=200)
-    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
-        default_factory=list, max_length=50
-    )
-    notes: str = Field(default="", max_length=10_000)
+    name: RunName = ""
+    tags: list[RunTag] = Field(default_factory=list, max_length=50)
+    notes: RunNotes = ""
     dataset: DatasetSpec
     model: ModelSpec
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)

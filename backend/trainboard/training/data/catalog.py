@@ -93,7 +93,7 @@ DATASETS.add(
 class ShapesOptions(Options):
     n_samples: int = Field(default=1000, ge=20, le=1_000_000)
     noise: float = Field(default=0.2, ge=0, le=10)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
 
 
 class SpiralOptions(ShapesOptions):
@@ -105,14 +105,14 @@ class RegressionOptions(Options):
     n_features: int = Field(default=10, ge=1, le=1000)
     noise: float = Field(default=0.1, ge=0, le=100)
     nonlinear: bool = False
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
 
 
 class SequenceOptions(Options):
     rule: str = Field(default="majority", pattern="^(majority|parity)$")
     length: int = Field(default=15, ge=2, le=512)
     n_samples: int = Field(default=2000, ge=20, le=1_000_000)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
 
 
 def _moons(p: dict[str, Any]) -> RawData:

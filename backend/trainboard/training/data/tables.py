@@ -13,6 +13,8 @@ import numpy as np
 MAX_CATEGORIES = 100
 MAX_CLASSES = 1000
 CLASSIFICATION_MAX_INT_LEVELS = 20
+# Regression targets are trained as float32: a larger value would become infinite there.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class TableError(ValueError):
@@ -27,6 +29,7 @@ class Table:
 
 
 def _parse_float(text: str) -> float | None:
+    """The cell's number; NaN for an empty or missing-value cell, None for text."""
     text = text.strip()
     if text == "" or text.lower() in ("na", "nan", "null", "none"):
         return math.nan
@@ -78,7 +81,16 @@ def _type_column(name: str, cells: list[str]) -> np.ndarray:
     bad = [i for i, v in enumerate(parsed) if v is None]
     numeric_share = 1 - len(bad) / len(cells)
     if not bad:
-        return np.asarray(parsed, dtype=np.float64)
+        values = np.asarray(parsed, dtype=np.float64)
+        infinite = np.flatnonzero(np.isinf(values))
+        if len(infinite):
+            # Missing cells (empty, NA, nan) are imputed; an infinity would turn every
+            # standardized value of the column into NaN, so the run could never train.
+            raise TableError(
+                f"column {name!r} has a non-finite value {cells[infinite[0]].strip()!r} on line "
+                f"{infinite[0] + 2}; numbers must be finite (leave the cell empty if unknown)"
+            )
+        return values
     if numeric_share >= 0.5:
         line = bad[0] + 2
         raise TableError(
@@ -130,9 +142,13 @@ def check_target(table: Table, target: str, task: str) -> None:
             f"there is no column named {target!r}; columns are: {', '.join(table.columns)}"
         )
     values = table.data[target]
-    missing = np.isnan(values).sum() if values.dtype.kind == "f" else sum(v == "" for v in values)
-    if missing:
-        raise TableError(f"the target column {target!r} has {missing} empty cells")
+    empty = np.isnan(values) if values.dtype.kind == "f" else values == ""
+    if empty.any():
+        raise TableError(
+            f"the target column {target!r} has {empty.sum()} empty cells "
+            f"(the first on line {np.argmax(empty) + 2}; NA and nan count as empty): every row "
+            "needs a target"
+        )
     if task == "classification":
         n = len(np.unique(values))
         if n < 2:
@@ -141,6 +157,11 @@ def check_target(table: Table, target: str, task: str) -> None:
             raise TableError(f"the target column {target!r} has {n} classes; at most {MAX_CLASSES}")
     elif values.dtype.kind != "f":
         raise TableError(f"the target column {target!r} is not numeric, so it cannot be regressed")
+    elif (too_large := np.abs(values) > FLOAT32_MAX).any():
+        raise TableError(
+            f"the target column {target!r} has {values[too_large][0]:g} on line "
+            f"{np.argmax(too_large) + 2}, beyond the range of 32-bit floats that training uses"
+        )
     for name in table.columns:
         column = table.data[name]
         if name != target and column.dtype.kind != "f" and len(set(column)) > MAX_CATEGORIES:

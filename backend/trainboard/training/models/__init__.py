@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,8 +20,25 @@ class IncompatibleData(ValueError):
     """The model cannot take this data set."""
 
 
+class ModelTooLarge(ValueError):
+    """The model has more parameters than allowed."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(
+            f"the model has {count:,} parameters; at most {limit:,} are allowed "
+            "(TRAINBOARD_MAX_MODEL_PARAMETERS): make it smaller"
+        )
+        self.count, self.limit = count, limit
+
+
 class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# Bounds on single options, so no one value asks for an absurd layer by itself; the model as a
+# whole is bounded by its parameter count (check_model_size).
+MAX_WIDTH = 65_536
+MAX_CHANNELS = 4_096
 
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -33,7 +50,9 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 class MLPOptions(Options):
-    hidden_sizes: list[int] = Field(default_factory=lambda: [128, 64], max_length=16)
+    hidden_sizes: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(
+        default_factory=lambda: [128, 64], max_length=16
+    )
     activation: Literal["relu", "gelu", "tanh", "silu"] = "relu"
     dropout: float = Field(default=0.1, ge=0, lt=1)
     batch_norm: bool = False
@@ -51,8 +70,6 @@ def _mlp(o: dict, info: DataInfo) -> nn.Module:
     width = _flat_size(info, "mlp")
     layers: list[nn.Module] = [nn.Flatten()]
     for size in o["hidden_sizes"]:
-        if size < 1:
-            raise IncompatibleData("mlp hidden_sizes must be positive")
         layers.append(nn.Linear(width, size))
         if o["batch_norm"]:
             layers.append(nn.BatchNorm1d(size))
@@ -77,7 +94,9 @@ class Classifier(nn.Module):
 
 
 class CNNOptions(Options):
-    channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1, max_length=6)
+    channels: list[Annotated[int, Field(ge=1, le=MAX_CHANNELS)]] = Field(
+        default_factory=lambda: [32, 64], min_length=1, max_length=6
+    )
     kernel_size: int = Field(default=3, ge=1, le=7)
     dropout: float = Field(default=0.1, ge=0, lt=1)
     batch_norm: bool = True
@@ -170,9 +189,30 @@ MODELS.add(
 MODELS.add(Plugin("linear", "logistic / linear regression baseline", _linear))
 
 
-def build_model(spec: ModelSpec, info: DataInfo) -> nn.Module:
-    """The model `spec` names, sized for `info`; IncompatibleData when it cannot take the data."""
+def build_model(spec: ModelSpec, info: DataInfo, *, max_parameters: int | None = None) -> nn.Module:
+    """The model `spec` names, sized for `info`; IncompatibleData when it cannot take the data,
+    ModelTooLarge (before any memory is taken) when it has more than `max_parameters`."""
+    if max_parameters is not None:
+        check_model_size(spec, info, max_parameters=max_parameters)
     return MODELS.get(spec.name).factory(spec.params, info)
+
+
+def model_outline(spec: ModelSpec, info: DataInfo) -> nn.Module:
+    """The model built on the meta device: every parameter's name and shape, no memory, no
+    time, whatever its size. Errors as build_model's."""
+    with torch.device("meta"):
+        return build_model(spec, info)
+
+
+def check_model_size(spec: ModelSpec, info: DataInfo, *, max_parameters: int) -> nn.Module:
+    """The model's outline, if it has at most `max_parameters` parameters; ModelTooLarge
+    naming the count and the limit otherwise. The one size check: the API runs it on every
+    submitted spec, load_model and build_model(max_parameters=...) before building."""
+    outline = model_outline(spec, info)
+    count = sum(p.numel() for p in outline.parameters())
+    if count > max_parameters:
+        raise ModelTooLarge(count, max_parameters)
+    return outline
 
 
 def build_loss(task: str, choice: str) -> nn.Module:
