@@ -12,6 +12,15 @@ from typing import Any
 
 from trainboard.config import LOOPBACK_HOSTS, Settings
 
+# C0 controls, DEL and C1 controls: ESC and CSI sequences can clear or rewrite the terminal.
+CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def terminal_safe(value: object) -> str:
+    """`value` as text fit for a terminal: control characters shown as `\\x1b`-style escapes.
+    Everything printed from a server's answer goes through here."""
+    return str(value).translate(CONTROL_ESCAPES)
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
@@ -26,6 +35,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from trainboard.app import create_app
+    from trainboard.timeouts import header_timeout_protocol
 
     settings = _settings(args)
     if args.host not in LOOPBACK_HOSTS and not settings.token and not args.insecure:
@@ -39,7 +49,13 @@ def serve(args: argparse.Namespace) -> int:
     # One uvicorn process: the API scales with async handlers and a thread pool, and several
     # uvicorn workers would leave Nagle on for keep-alive connections (~40 ms stalls).
     uvicorn.run(
-        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+        http=header_timeout_protocol(settings.header_timeout_seconds),
+        limit_concurrency=settings.max_connections,
     )
     return 0
 
@@ -132,9 +148,9 @@ def submit(args: argparse.Namespace) -> int:
     try:
         run = Client(args.url).submit(_read_spec(args.spec))
     except ClientError as exc:
-        print(f"trainboard submit: {exc}", file=sys.stderr)
+        print(f"trainboard submit: {terminal_safe(exc)}", file=sys.stderr)
         return 2
-    print(f"queued run {run['id']}: {run['name']}")
+    print(f"queued run {terminal_safe(run['id'])}: {terminal_safe(run['name'])}")
     return 0
 
 
@@ -144,16 +160,16 @@ def list_runs(args: argparse.Namespace) -> int:
     try:
         runs = Client(args.url).list_runs(limit=args.limit)
     except ClientError as exc:
-        print(f"trainboard runs: {exc}", file=sys.stderr)
+        print(f"trainboard runs: {terminal_safe(exc)}", file=sys.stderr)
         return 2
     print(f"{'ID':>5}  {'STATUS':<10} {'EPOCH':>9}  {'BEST VAL':>10}  NAME")
     for run in runs:
         best = run["summary"].get("best_val_loss")
         best_text = f"{best:.4g}" if isinstance(best, float) else "-"
-        print(
-            f"{run['id']:>5}  {run['status']:<10} {run['epoch']:>4}/{run['epochs']:<4}  "
-            f"{best_text:>10}  {run['name']}"
+        rid, status, epoch, epochs, name = (
+            terminal_safe(run[key]) for key in ("id", "status", "epoch", "epochs", "name")
         )
+        print(f"{rid:>5}  {status:<10} {epoch:>4}/{epochs:<4}  {best_text:>10}  {name}")
     return 0
 
 

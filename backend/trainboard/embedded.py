@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from trainboard.config import Settings
+from trainboard.lifetime import follow_parent
 
 STOP_GRACE_SECONDS = 30
 
@@ -22,9 +23,17 @@ class EmbeddedWorkers:
             "TRAINBOARD_HOME": str(self.settings.home.resolve()),
             "TRAINBOARD_DATABASE_URL": self.settings.resolved_database_url,
         }
+        # A server killed with SIGKILL cannot stop its workers; they would claim runs on as
+        # orphans, and a restarted server would start a second set. The kernel sends them
+        # SIGTERM instead. start() runs in the lifespan, on the event loop's thread, which lives
+        # as long as the server: the signal follows the thread that started the child.
         for _ in range(self.count):
             self.processes.append(
-                subprocess.Popen([sys.executable, "-m", "trainboard", "worker"], env=env)
+                subprocess.Popen(
+                    [sys.executable, "-m", "trainboard", "worker"],
+                    env=env,
+                    preexec_fn=follow_parent,
+                )
             )
 
     def stop(self) -> None:

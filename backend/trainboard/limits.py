@@ -3,12 +3,17 @@ JSON bodies and file uploads (multipart) have separate limits."""
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class TooLarge(Exception):
-    pass
+class TooLarge(HTTPException):
+    """Raised from `receive`: FastAPI passes an HTTPException from body reading on as it is
+    (any other exception there becomes a 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than {limit} bytes")
 
 
 class BodySizeLimit:
@@ -32,7 +37,7 @@ class BodySizeLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise TooLarge
+                raise TooLarge(limit)
             return message
 
         try:

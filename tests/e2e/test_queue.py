@@ -140,8 +140,8 @@ def test_cancel_a_queued_run_at_once_and_a_running_one_within_a_step(
     running, queued = api.submit(slow(epochs=200)), api.submit(quick())
     start_worker()
     wait_until(lambda: api.run(running)["epoch"] >= 1, timeout=120, what="the first epoch")
-    assert api.http.post(f"/api/runs/{queued}/cancel").json()["status"] == "cancelled"
-    api.http.post(f"/api/runs/{running}/cancel")
+    assert api.http.post(f"/api/runs/{queued}/cancel", json={}).json()["status"] == "cancelled"
+    api.http.post(f"/api/runs/{running}/cancel", json={})
     run = api.wait_status(running, FINAL, timeout=30)
     assert run["status"] == "cancelled" and run["epoch"] < 200
     assert api.http.get(f"/api/runs/{running}/checkpoints").json()  # kept
@@ -325,7 +325,8 @@ def test_resume_continues_a_cancelled_run_with_more_epochs(start_server) -> None
     api = Api(start_server(workers=1).url)
     rid = api.submit(quick(epochs=3))
     api.wait_status(rid, {"completed"})
-    assert api.http.post(f"/api/runs/{rid}/resume").status_code == 409  # nothing more to do
+    # Nothing more to do.
+    assert api.http.post(f"/api/runs/{rid}/resume", json={}).status_code == 409
     assert api.http.post(f"/api/runs/{rid}/resume", json={"epochs": 5}).status_code == 202
     run = api.wait_status(rid, FINAL)
     assert run["status"] == "completed" and run["epoch"] == 5
