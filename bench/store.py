@@ -6,11 +6,15 @@
 (d) GET .../metrics of a 1,000,000-point series with max_points=2000, and a 10,000-point one whole
 (e) latency from a metric's commit to its arrival at a live-events (SSE) client
 (f) read floor: plain sqlite3 fetching the same 1,000,000 raw points
+(g) under load: p99 of a one-point write alone (the baseline), inside bursts of 128 mixed
+    requests, and beside 8 concurrent whole reads of the 1,000,000-point series; p99 of
+    /api/health alone and with 200 live-event streams open
 Prints `name: value unit` lines.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import statistics
@@ -94,6 +98,88 @@ def store_writes(path: Path) -> tuple[float, int]:
     seconds = time.perf_counter() - start
     engine.dispose()
     return N / seconds, run_id
+
+
+def p99(seconds: list[float]) -> float:
+    ordered = sorted(seconds)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+FAILURES: list[str] = []  # 5xx answers and requests that got none, in (g)
+
+
+async def timed(call: object) -> float:
+    start = time.perf_counter()
+    try:
+        response = await call  # type: ignore[misc]
+        if response.status_code >= 500:
+            FAILURES.append(str(response.status_code))
+    except httpx.HTTPError as exc:
+        FAILURES.append(type(exc).__name__)
+    return time.perf_counter() - start
+
+
+async def load_figures(url: str, big: int) -> dict[str, float]:
+    """(g): seconds at the 99th percentile, each beside its unloaded baseline."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        target = (await client.post("/api/runs", json={"kind": "external"})).json()["id"]
+        step = iter(range(10**9))
+
+        def write() -> object:
+            point = {"key": "w", "step": next(step), "value": 1.0}
+            return client.post(f"/api/runs/{target}/metrics", json={"points": [point]})
+
+        alone = [await timed(write()) for _ in range(200)]
+        health_alone = [await timed(client.get("/api/health")) for _ in range(200)]
+
+        in_burst: list[float] = []
+        for _ in range(5):
+            others = [
+                client.get("/api/health") if i % 3 == 0 else client.get("/api/runs")
+                for i in range(96)
+            ]
+            writes = [timed(write()) for _ in range(32)]
+            answered = await asyncio.gather(*writes, *others)
+            in_burst += answered[: len(writes)]
+
+        reads = asyncio.gather(
+            *(
+                timed(client.get(f"/api/runs/{big}/metrics", params={"max_points": N}))
+                for _ in range(8)
+            )
+        )
+        beside_reads = []
+        while not reads.done():
+            beside_reads.append(await timed(write()))
+        await reads
+
+        async def hold_stream(opened: asyncio.Event, done: asyncio.Event) -> None:
+            async with client.stream("GET", f"/api/runs/{target}/events") as stream:
+                opened.set()
+                async for _ in stream.aiter_lines():
+                    if done.is_set():
+                        return
+
+        done = asyncio.Event()
+        opened = [asyncio.Event() for _ in range(200)]
+        streams = [asyncio.ensure_future(hold_stream(o, done)) for o in opened]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(o.wait() for o in opened)), 60)
+        except TimeoutError:
+            FAILURES.append("streams did not open")
+        with_streams = [await timed(client.get("/api/health")) for _ in range(200)]
+        done.set()
+        for stream in streams:
+            stream.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
+    return {
+        "write_alone": p99(alone),
+        "write_in_burst_128": p99(in_burst),
+        "write_beside_8_large_reads": p99(beside_reads),
+        "health_alone": p99(health_alone),
+        "health_with_200_streams": p99(with_streams),
+    }
 
 
 def main() -> None:
@@ -185,6 +271,15 @@ def main() -> None:
             print(f"sse_delivery_p50: {p50 * 1000:.0f} ms")
             print(f"sse_delivery_p95: {p95 * 1000:.0f} ms")
             print(f"sse_points_delivered: {len(latencies)} of 100")
+
+            figures = asyncio.run(load_figures(server.url, big))
+            for name, seconds in figures.items():
+                print(f"{name}_p99: {seconds * 1000:.1f} ms")
+            print(f"load_failures: {len(FAILURES)} requests")
+            for name, baseline in (("write", "write_alone"), ("health", "health_alone")):
+                for loaded in [k for k in figures if k.startswith(name) and k != baseline]:
+                    ratio = figures[loaded] / figures[baseline]
+                    print(f"{loaded}_p99_vs_alone: {ratio:.1f} x")
         finally:
             server.stop()
 

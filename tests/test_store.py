@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -116,6 +117,27 @@ def test_a_write_from_a_replaced_attempt_is_refused(engine: Engine) -> None:
         assert read_series(session, run_id=run_id, keys=["loss"], max_points=10)["loss"].values == [
             1.0
         ]
+
+
+def test_a_pending_cancel_wins_over_recovery(engine: Engine) -> None:
+    run_id = new_run(engine, max_retries=3)
+    claim(engine, lease=30)
+    with session_scope(engine) as session:
+        cancel_run(session, run_id=run_id)  # asked while running: the worker stops at a step
+    with session_scope(engine) as session:  # ... but it died first, and its lease runs out
+        assert queue.recover_expired_runs(session, now=time.time() + 60) == [(run_id, "cancelled")]
+        run = get_run(session, run_id=run_id)
+    assert (run.status, run.finished_at is not None) == ("cancelled", True)
+    assert claim(engine, "w2") is None  # never trained again
+
+
+def test_deleted_run_ids_are_never_given_again(engine: Engine) -> None:
+    first = new_run(engine)
+    second = new_run(engine)
+    with session_scope(engine) as session:
+        cancel_run(session, run_id=second)
+        delete_run(session, run_id=second)
+    assert new_run(engine) == second + 1 > first
 
 
 def test_a_lost_run_past_its_retries_fails_saying_why(engine: Engine) -> None:
@@ -242,3 +264,32 @@ def test_the_pyramid_matches_the_raw_points_after_appends_rewrites_and_gaps(engi
             for bucket, cell in cells.items():
                 raw = [(s, truth[s], 1.0) for s in truth if s // width == bucket]
                 assert cell == pyramid.Cell.of(raw), (level, bucket)
+
+
+def test_an_older_sqlite_database_migrates_keeping_its_runs_and_metrics(home: Path) -> None:
+    from trainboard.db import make_engine
+
+    engine = make_engine(f"sqlite:///{home / 'old.db'}")
+    init_db(engine)
+    first, second = new_run(engine), new_run(engine)
+    with session_scope(engine) as session:
+        add_metrics(session, run_id=first, points=[("loss", 1, 0.5, None)])
+    # As a version-1 database had it: the run table without AUTOINCREMENT.
+    with engine.begin() as connection:
+        ddl = connection.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name='run'").scalar()
+        connection.exec_driver_sql("PRAGMA writable_schema=ON")
+        connection.exec_driver_sql(
+            "UPDATE sqlite_master SET sql = ? WHERE name = 'run'",
+            (ddl.replace(" AUTOINCREMENT", ""),),
+        )
+        connection.exec_driver_sql("UPDATE schema_version SET version = 1")
+    engine.dispose()
+    engine = make_engine(f"sqlite:///{home / 'old.db'}")
+    assert init_db(engine) == SCHEMA_VERSION
+    with session_scope(engine) as session:
+        cancel_run(session, run_id=second)
+        delete_run(session, run_id=second)
+        series = read_series(session, run_id=first, keys=["loss"], max_points=10)["loss"]
+    assert series.values == [0.5]
+    assert new_run(engine) == second + 1
+    engine.dispose()

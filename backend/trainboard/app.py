@@ -16,13 +16,17 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from trainboard import __version__
-from trainboard.api import checkpoints, events, metrics, runs, system
+from trainboard.api import checkpoints, events, live, metrics, runs, system
 from trainboard.api.deps import require_token
+from trainboard.api.live import LiveEvents
+from trainboard.api.origin import SameOriginWrites
 from trainboard.config import LOOPBACK_HOSTS, Settings
 from trainboard.db import init_db, make_engine
 from trainboard.embedded import EmbeddedWorkers
 from trainboard.limits import BodySizeLimit
-from trainboard.store.errors import Conflict, NotFound
+from trainboard.pagefiles import PageFiles
+from trainboard.store.errors import Conflict, NotFound, StorageFull
+from trainboard.timeouts import BodyTimeout
 
 log = logging.getLogger("trainboard")
 
@@ -39,11 +43,14 @@ def create_app(
         engine = make_engine(settings.resolved_database_url)
         init_db(engine)
         app.state.settings, app.state.engine = settings, engine
+        app.state.live = LiveEvents(engine, settings)
+        poller = live.start(app.state.live)
         embedded = EmbeddedWorkers(settings, workers)
         embedded.start()
         try:
             yield
         finally:
+            poller.cancel()
             embedded.stop()
             engine.dispose()
 
@@ -55,12 +62,15 @@ def create_app(
         max_json_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes + 64 * 1024,
     )
+    app.add_middleware(BodyTimeout, seconds=settings.body_timeout_seconds)
     allowed = settings.allowed_hosts or (
         [h.strip("[]") for h in LOOPBACK_HOSTS] + ["[::1]", "testserver"]
         if bind_host in LOOPBACK_HOSTS
         else ["*"]
     )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed)
+    # Inside CORS, which answers preflights and labels refusals for the origins it allows.
+    app.add_middleware(SameOriginWrites, allowed_origins=settings.cors_origins)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -88,6 +98,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def conflict(_request: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 409)
 
+    @app.exception_handler(StorageFull)
+    async def storage_full(_request: Request, exc: StorageFull) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 507)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
@@ -106,7 +120,7 @@ def _mount_frontend(app: FastAPI, settings: Settings) -> None:
     if uplot.is_dir():
         app.mount("/vendor/uplot", StaticFiles(directory=uplot), name="uplot")
     if (frontend / "index.html").is_file():
-        app.mount("/static", StaticFiles(directory=frontend), name="static")
+        app.mount("/static", PageFiles(directory=frontend), name="static")
 
         @app.get("/", include_in_schema=False)
         def index() -> Any:

@@ -37,8 +37,22 @@ class Settings(BaseSettings):
     max_body_bytes: int = 16 * 1024 * 1024
     max_upload_bytes: int = 64 * 1024 * 1024
     max_upload_columns: int = 500
+    # Models above this many parameters are refused at submit (422) and by load_model. 100M is
+    # about 1.6 GB to train in float32 with Adam (weights, gradients, two moments): far above
+    # what the built-in models on the built-in data need, far below what takes a machine down.
+    max_model_parameters: int = Field(default=100_000_000, ge=1)
     # Torch intra-op threads in a run's process; 0: see runner.torch_threads.
     torch_threads: int = 0
+    # A client must send its request line and headers within this many seconds of connecting
+    # (or of starting its next request), else the connection is closed: half-sent requests
+    # cannot pile up. Browsers and scripts send theirs in one packet.
+    header_timeout_seconds: float = 10.0
+    # A request body must be all in this long after the server starts reading it, else 408 and
+    # the connection closes. The largest upload (64 MiB) then needs about 1.1 MB/s.
+    body_timeout_seconds: float = 60.0
+    # Connections beyond this many (open pages hold a live-events stream each) get 503; far above
+    # ordinary bursts, low enough that a flood cannot run the process out of file descriptors.
+    max_connections: int = 1000
 
     @property
     def runs_dir(self) -> Path:

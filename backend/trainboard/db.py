@@ -7,9 +7,10 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateTable
 from sqlmodel import Session, SQLModel
 
-from trainboard import models  # noqa: F401  (registers the tables)
+from trainboard.models import Run  # importing the models registers the tables
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READONLY_OPTION = "trainboard_readonly"
@@ -17,11 +18,15 @@ READONLY_OPTION = "trainboard_readonly"
 
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout, foreign keys and immediate writes."""
+    # Enough connections for every thread of the server's pool (40) to hold one at once, so
+    # a burst of requests waits for the database, never for a connection held by a waiter.
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=45)
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        pool_size=8,
+        max_overflow=56,
     )
 
     @event.listens_for(engine, "connect")
@@ -68,14 +73,34 @@ def _v1_initial(connection: Connection) -> None:
     SQLModel.metadata.create_all(connection)
 
 
+def _v2_run_ids_never_reused(connection: Connection) -> None:
+    """SQLite gave a deleted run's id to the next run; AUTOINCREMENT never does. The table is
+    rebuilt (SQLite cannot alter a key), with foreign keys off (see init_db) so dropping the
+    old table does not cascade to its metrics. PostgreSQL's sequences never reuse an id."""
+    if connection.dialect.name != "sqlite":
+        return
+    ddl = connection.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'run'").scalar()
+    if "AUTOINCREMENT" in str(ddl):
+        return
+    table = Run.__table__
+    columns = ", ".join(c.name for c in table.columns)
+    create = str(CreateTable(table).compile(dialect=connection.dialect)).strip()
+    connection.exec_driver_sql(create.replace("CREATE TABLE run ", "CREATE TABLE run_new ", 1))
+    connection.exec_driver_sql(f"INSERT INTO run_new ({columns}) SELECT {columns} FROM run")
+    connection.exec_driver_sql("DROP TABLE run")
+    connection.exec_driver_sql("ALTER TABLE run_new RENAME TO run")
+    for index in table.indexes:
+        index.create(connection)
+
+
 # Each step takes the schema from version i to i+1; append, never edit.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_run_ids_never_reused]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def init_db(engine: Engine) -> int:
     """Create or migrate the schema to SCHEMA_VERSION; safe to call from many processes."""
-    with engine.begin() as connection:
+    with engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
         if connection.dialect.name == "postgresql":
             # Serialize concurrent first starts (server and workers at once).
             connection.execute(text("SELECT pg_advisory_xact_lock(74210931)"))
@@ -97,3 +122,18 @@ def init_db(engine: Engine) -> int:
                 text("INSERT INTO schema_version (version) VALUES (:v)"), {"v": SCHEMA_VERSION}
             )
     return SCHEMA_VERSION
+
+
+@contextmanager
+def _foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite only: foreign keys off for the migrations (the pragma is ignored inside a
+    transaction, so it goes straight to the driver before SQLAlchemy begins one)."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")

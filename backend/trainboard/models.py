@@ -12,7 +12,8 @@ from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 from typing_extensions import TypedDict
 
-from trainboard.training.spec import RunSpec
+from trainboard.jsonsafe import JsonObject, NoNul
+from trainboard.training.spec import RunName, RunNotes, RunSpec, RunTag
 
 
 def utcnow() -> datetime:
@@ -51,7 +52,11 @@ class RunKind(StrEnum):
 
 
 class Run(SQLModel, table=True):
-    __table_args__ = (Index("ix_run_queue", "status", "priority", "id"),)
+    __table_args__ = (
+        Index("ix_run_queue", "status", "priority", "id"),
+        # A deleted run's id is never given to another run (links and logs stay unambiguous).
+        {"sqlite_autoincrement": True},
+    )
 
     id: int | None = SQLField(default=None, primary_key=True)
     name: str = SQLField(sa_column=Column(String(200), nullable=False))
@@ -212,12 +217,10 @@ class RunList(BaseModel):
 
 class ExternalRunCreate(StrictBody):
     kind: Literal["external"]
-    name: str = Field(default="", max_length=200)
-    params: dict[str, Any] = Field(default_factory=dict)
-    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
-        default_factory=list, max_length=50
-    )
-    notes: str = Field(default="", max_length=10_000)
+    name: RunName = ""
+    params: JsonObject = Field(default_factory=dict)
+    tags: list[RunTag] = Field(default_factory=list, max_length=50)
+    notes: RunNotes = ""
 
 
 def _run_create_kind(value: Any) -> str:
@@ -233,11 +236,9 @@ RunCreate = Annotated[
 
 
 class RunUpdate(StrictBody):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
-        default=None, max_length=50
-    )
-    notes: str | None = Field(default=None, max_length=10_000)
+    name: Annotated[str, Field(min_length=1, max_length=200), NoNul()] | None = None
+    tags: list[RunTag] | None = Field(default=None, max_length=50)
+    notes: RunNotes | None = None
 
 
 class ResumeRequest(StrictBody):
@@ -246,7 +247,7 @@ class ResumeRequest(StrictBody):
 
 class FinishRequest(StrictBody):
     status: Literal["completed", "failed"] = "completed"
-    error: str | None = Field(default=None, max_length=10_000)
+    error: Annotated[str, Field(max_length=10_000), NoNul()] | None = None
 
 
 METRIC_KEY_PATTERN = r"^[A-Za-z0-9_.\-/]{1,200}$"
@@ -315,3 +316,4 @@ class Health(BaseModel):
     status: str
     version: str
     workers: int
+    streams: int = 0  # open live-event streams

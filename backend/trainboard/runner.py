@@ -17,22 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trainboard.lifetime import follow_parent
+
 if TYPE_CHECKING:
     from trainboard.channel import ChannelSink
     from trainboard.training.exits import Exit
-
-
-def follow_parent() -> None:
-    """Get SIGTERM when the worker dies (Linux): the run then stops at its next step and goes
-    back to the queue, instead of training on as an orphan nobody supervises."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-        if os.getppid() == 1:  # the worker was already gone before the request took effect
-            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def warm_up() -> None:
@@ -120,6 +109,7 @@ def train_job(job: dict, channel: ChannelSink, stop: Callable[[], Exit | None]) 
             should_stop=stop,
             resume_from=resume_from,
             uploads_dir=settings.uploads_dir,
+            max_parameters=settings.max_model_parameters,
             device=job["device"],
         )
     except BrokenPipeError:

@@ -113,15 +113,15 @@ def test_run_lifecycle_through_the_api(http: httpx.Client) -> None:
     listing = http.get("/api/runs", params={"tag": "c", "status": "queued"}).json()
     assert [r["id"] for r in listing["items"]] == [rid] and listing["total"] == 1
     assert http.delete(f"/api/runs/{rid}").status_code == 409  # queued
-    assert http.post(f"/api/runs/{rid}/cancel").json()["status"] == "cancelled"
-    assert http.post(f"/api/runs/{rid}/cancel").status_code == 409
+    assert http.post(f"/api/runs/{rid}/cancel", json={}).json()["status"] == "cancelled"
+    assert http.post(f"/api/runs/{rid}/cancel", json={}).status_code == 409
     resumed = http.post(f"/api/runs/{rid}/resume", json={"epochs": 5})
     assert (
         resumed.status_code == 202
         and resumed.json()["status"] == "queued"
         and resumed.json()["epochs"] == 5
     )
-    http.post(f"/api/runs/{rid}/cancel")
+    http.post(f"/api/runs/{rid}/cancel", json={})
     assert http.delete(f"/api/runs/{rid}").status_code == 204
     assert http.get(f"/api/runs/{rid}").status_code == 404
     assert http.get("/api/runs/999999").json()["detail"] == "run 999999 does not exist"
@@ -139,6 +139,10 @@ def test_external_run_metrics_checkpoints_and_finish(
         torch.save({"epoch": 5, "model_state_dict": {"w": torch.ones(3)}}, path)
         uploaded = run.log_checkpoint(path, epoch=5)
         rid = run.id
+        run.flush()
+        # A retried batch replaces, never duplicates.
+        again = {"points": [{"key": "train_loss", "step": 2, "value": 0.25}]}
+        assert http.post(f"/api/runs/{rid}/metrics", json=again).status_code == 202
     assert (
         uploaded["id"] == "epoch-0005"
         and uploaded["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -152,9 +156,16 @@ def test_external_run_metrics_checkpoints_and_finish(
     series = http.get(f"/api/runs/{rid}/metrics").json()["series"]
     assert series["train_loss"]["steps"] == [1, 2, 3, 4, 5]
     assert series["val_loss"]["values"][-1] is None  # NaN stored, returned as null
-    # A retried batch replaces, never duplicates.
-    again = {"points": [{"key": "train_loss", "step": 2, "value": 0.25}]}
-    assert http.post(f"/api/runs/{rid}/metrics", json=again).status_code == 202
+    # A finished run's record is closed: no more points, no more checkpoints.
+    late = http.post(f"/api/runs/{rid}/metrics", json=again)
+    assert late.status_code == 409 and "has finished (completed)" in late.json()["detail"]
+    late_file = http.post(
+        f"/api/runs/{rid}/checkpoints",
+        files={"file": ("late.pt", b"x")},
+        data={"epoch": "9"},
+    )
+    assert late_file.status_code == 409
+    assert not any(c["epoch"] == 9 for c in http.get(f"/api/runs/{rid}/checkpoints").json())
     series = http.get(f"/api/runs/{rid}/metrics", params={"keys": "train_loss"}).json()["series"]
     assert series["train_loss"]["values"] == [1.0, 0.25, pytest.approx(1 / 3), 0.25, 0.2]
     download = http.get(f"/api/runs/{rid}/checkpoints/latest")
@@ -200,7 +211,28 @@ def test_metrics_of_a_queued_run_are_not_writable_by_clients(http: httpx.Client)
         f"/api/runs/{rid}/metrics", json={"points": [{"key": "x", "step": 1, "value": 1}]}
     )
     assert response.status_code == 409
-    http.post(f"/api/runs/{rid}/cancel")
+    upload = http.post(
+        f"/api/runs/{rid}/checkpoints", files={"file": ("m.pt", b"x")}, data={"epoch": "1"}
+    )
+    assert upload.status_code == 409
+    assert "its checkpoints are written by its worker" in upload.json()["detail"]
+    http.post(f"/api/runs/{rid}/cancel", json={})
+
+
+def test_a_checkpoint_is_never_overwritten_by_an_upload(http: httpx.Client) -> None:
+    rid = http.post("/api/runs", json={"kind": "external"}).json()["id"]
+    first = http.post(
+        f"/api/runs/{rid}/checkpoints", files={"file": ("a.pt", b"first")}, data={"epoch": "3"}
+    )
+    assert first.status_code == 201
+    again = http.post(
+        f"/api/runs/{rid}/checkpoints", files={"file": ("b.pt", b"second")}, data={"epoch": "3"}
+    )
+    assert again.status_code == 409 and "already has checkpoint 'epoch-0003'" in again.text
+    assert http.get(f"/api/runs/{rid}/checkpoints/epoch-0003").content == b"first"
+    assert [c["sha256"] for c in http.get(f"/api/runs/{rid}/checkpoints").json()] == [
+        first.json()["sha256"]
+    ]
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,11 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
-from trainboard.api.deps import RunDep, SessionDep, SettingsDep
+from trainboard.api.deps import DatabaseDep, RunDep, SettingsDep
 from trainboard.api.views import checkpoint_public
-from trainboard.models import CheckpointPublic
+from trainboard.models import CheckpointPublic, Run
 from trainboard.store.checkpoints import find_checkpoint, list_checkpoints, sync_checkpoints
-from trainboard.store.errors import NotFound
+from trainboard.store.errors import Conflict, NotFound, raise_if_disk_full
 from trainboard.store.metrics import require_writable
 from trainboard.training.checkpoint import CheckpointEntry, atomic_write, checkpoint_name
 
@@ -24,19 +24,21 @@ STORED_NAME = re.compile(r"^epoch-\d{4,}$")
 
 
 @router.get("")
-def list_run_checkpoints(run: RunDep, session: SessionDep) -> list[CheckpointPublic]:
-    return [checkpoint_public(row) for row in list_checkpoints(session, run_id=run.id)]
+def list_run_checkpoints(run: RunDep, db: DatabaseDep) -> list[CheckpointPublic]:
+    with db.read() as session:
+        return [checkpoint_public(row) for row in list_checkpoints(session, run_id=run.id)]
 
 
 @router.get("/{checkpoint_id}", response_class=FileResponse)
 def download_checkpoint(
     run: RunDep,
     checkpoint_id: Annotated[str, PathParam(max_length=64)],
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     request: Request,
 ) -> Response:
-    row = find_checkpoint(session, run_id=run.id, checkpoint_id=checkpoint_id)
+    with db.read() as session:
+        row = find_checkpoint(session, run_id=run.id, checkpoint_id=checkpoint_id)
     # The file name comes from the database row, and is checked once more before use.
     folder = (settings.run_dir(run.id) / "checkpoints").resolve()
     path = (folder / f"{row.name}.pt").resolve()
@@ -54,20 +56,31 @@ def download_checkpoint(
 
 
 @router.post("", status_code=201)
-async def upload_checkpoint(
+def upload_checkpoint(
     run: RunDep,
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File()],
     epoch: Annotated[int, Form(ge=0, le=10_000_000)] = 0,
 ) -> CheckpointPublic:
-    require_writable(run, run.id)
-    content = await file.read(settings.max_upload_bytes + 1)
+    """A checkpoint of an external run's own; an existing one is never replaced (409)."""
+    require_writable(run, run.id, what="checkpoints")
+    # A sync handler: reading, hashing and writing up to max_upload_bytes happen on a worker
+    # thread, never on the event loop.
+    content = file.file.read(settings.max_upload_bytes + 1)
     if len(content) > settings.max_upload_bytes:
         raise HTTPException(413, f"checkpoint larger than {settings.max_upload_bytes} bytes")
     name = checkpoint_name(epoch)
     path = settings.run_dir(run.id) / "checkpoints" / f"{name}.pt"
-    atomic_write(path, lambda handle: handle.write(content))
+    try:
+        atomic_write(path, lambda handle: handle.write(content), overwrite=False)
+    except FileExistsError:
+        raise Conflict(
+            f"run {run.id} already has checkpoint {name!r}; log it under another epoch"
+        ) from None
+    except OSError as exc:
+        raise_if_disk_full(exc, f"checkpoint {name!r}")
+        raise
     entry = CheckpointEntry(
         name,
         epoch,
@@ -76,5 +89,12 @@ async def upload_checkpoint(
         {},
         created_at=path.stat().st_mtime,
     )
-    sync_checkpoints(session, run_id=run.id, attempt=None, entries=[entry])
-    return checkpoint_public(find_checkpoint(session, run_id=run.id, checkpoint_id=name))
+    try:
+        with db.write() as session:
+            require_writable(session.get(Run, run.id), run.id, what="checkpoints")
+            sync_checkpoints(session, run_id=run.id, attempt=None, entries=[entry])
+            row = find_checkpoint(session, run_id=run.id, checkpoint_id=name)
+    except BaseException:
+        path.unlink(missing_ok=True)  # the file is ours (it did not exist): no row, no file
+        raise
+    return checkpoint_public(row)

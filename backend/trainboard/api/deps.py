@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from trainboard.api.live import LiveEvents
 from trainboard.config import Settings
-from trainboard.db import session_scope
+from trainboard.db import reader, session_scope
 from trainboard.models import Run
 from trainboard.store.runs import get_run
 
@@ -24,33 +25,60 @@ def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
+def get_live(request: Request) -> LiveEvents:
+    return request.app.state.live
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
+LiveDep = Annotated[LiveEvents, Depends(get_live)]
 
 
-def get_session(engine: EngineDep) -> Iterator[Session]:
-    with session_scope(engine) as session:
-        yield session
+class Database:
+    """Short sessions a handler opens and closes itself: `with db.read() as session:` or
+    `with db.write() as session:` around one store call.
+
+    A session is opened, used and closed on the handler's own thread, so no request holds a
+    connection or SQLite's write lock while it waits for a thread (a burst of requests would
+    otherwise fill the thread pool with waiters for what a queued request holds). Reads never
+    take the write lock: WAL readers see a snapshot and wait for nobody."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def read(self) -> AbstractContextManager[Session]:
+        return session_scope(reader(self.engine))
+
+    def write(self) -> AbstractContextManager[Session]:
+        return session_scope(self.engine)
 
 
-# scope="function": the transaction ends (commits) when the handler returns, before the response
-# is sent; a streamed or file response must never hold SQLite's write lock while it sends.
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+def get_database(engine: EngineDep) -> Database:
+    return Database(engine)
 
 
-def get_path_run(run_id: Annotated[int, Path(ge=1, le=2**62)], session: SessionDep) -> Run:
-    return get_run(session, run_id=run_id)
+DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+def get_path_run(run_id: Annotated[int, Path(ge=1, le=2**31 - 1)], engine: EngineDep) -> Run:
+    """The run of the path, or 404; read in a session of its own that ends at once."""
+    with session_scope(reader(engine)) as session:
+        return get_run(session, run_id=run_id)
 
 
 RunDep = Annotated[Run, Depends(get_path_run)]
 
 
 def require_token(request: Request, settings: SettingsDep) -> None:
-    """With TRAINBOARD_TOKEN set, every /api route but health needs `Bearer <token>`."""
+    """With TRAINBOARD_TOKEN set, every /api route but health needs `Bearer <token>`; reads (GET,
+    HEAD) may carry it as `?token=` instead."""
     if not settings.token:
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    # EventSource cannot send headers, so the live-events stream also takes ?token=.
-    given = given if scheme.lower() == "bearer" else request.query_params.get("token", "")
+    if scheme.lower() != "bearer":
+        # EventSource and download links cannot send headers, so reads also take ?token=. Writes
+        # never need to, and a URL ends up in logs, history and Referer headers.
+        reading = request.method in ("GET", "HEAD")
+        given = request.query_params.get("token", "") if reading else ""
     if not secrets.compare_digest(given.encode(), settings.token.encode()):
         raise HTTPException(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})

@@ -2,6 +2,7 @@
 
 Each event's id is a cursor `metric-checkpoint-status-log` of four positions; a client that
 reconnects with `Last-Event-ID` continues from exactly there: nothing missed, nothing twice.
+Streams read from their run's feed (api/live.py), not from the database.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -17,18 +19,16 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine
 
-from trainboard.api.deps import EngineDep, RunDep, SettingsDep
-from trainboard.api.views import checkpoint_public, run_public
+from trainboard.api.deps import EngineDep, LiveDep, RunDep, SettingsDep
+from trainboard.api.live import Feed, Point, point_dict
+from trainboard.api.views import checkpoint_public
 from trainboard.config import Settings
 from trainboard.db import reader, session_scope
-from trainboard.models import FINAL_STATUSES
 from trainboard.store.checkpoints import checkpoints_since
 from trainboard.store.metrics import points_since
-from trainboard.store.runs import get_run
 
 router = APIRouter(tags=["events"])
 
-POLL_SECONDS = 0.1
 KEEPALIVE_SECONDS = 15.0
 MAX_POINTS_PER_EVENT = 5000
 MAX_LOG_BYTES = 64 * 1024
@@ -52,45 +52,63 @@ class Cursor:
 
 
 def _sse(event: str, cursor: Cursor, data: Any) -> str:
-    return (
-        f"id: {cursor}\nevent: {event}\ndata: {json.dumps(data, default=str, allow_nan=False)}\n\n"
-    )
+    return f"id: {cursor}\nevent: {event}\ndata: {json.dumps(data, allow_nan=False)}\n\n"
 
 
-def poll(
-    engine: Engine, settings: Settings, run_id: int, cursor: Cursor
-) -> tuple[list[str], Cursor, bool]:
-    """Everything new since `cursor`, as formatted events; and whether the run has ended."""
-    events: list[str] = []
+def _read_points(engine: Engine, run_id: int, after: int) -> list[tuple[int, Point]]:
     with session_scope(reader(engine)) as session:
-        run = get_run(session, run_id=run_id)
-        points = points_since(
-            session, run_id=run_id, after_seq=cursor.metric, limit=MAX_POINTS_PER_EVENT
-        )
-        checkpoints = checkpoints_since(session, run_id=run_id, after_seq=cursor.checkpoint)
+        rows = points_since(session, run_id=run_id, after_seq=after, limit=MAX_POINTS_PER_EVENT)
+    return [(row[4], point_dict(row)) for row in rows]
+
+
+def _read_checkpoints(engine: Engine, run_id: int, after: int) -> list[tuple[int, dict[str, Any]]]:
+    with session_scope(reader(engine)) as session:
+        rows = checkpoints_since(session, run_id=run_id, after_seq=after)
+    return [(row.seq, checkpoint_public(row).model_dump(mode="json")) for row in rows]
+
+
+def _read_log(path: Path, offset: int) -> bytes:
+    """The complete lines after `offset` (a full chunk even without a line end)."""
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        chunk = handle.read(MAX_LOG_BYTES)
+    return chunk[: chunk.rfind(b"\n") + 1] or (chunk if len(chunk) == MAX_LOG_BYTES else b"")
+
+
+async def _next_events(
+    feed: Feed, cursor: Cursor, engine: Engine, settings: Settings
+) -> tuple[list[str], Cursor]:
+    """Everything after `cursor`, as formatted events: from the feed, or from the database
+    when the cursor is older than what the feed holds."""
+    events: list[str] = []
+    assert feed.heads is not None
+    if cursor.metric < feed.points_base:
+        points = await anyio.to_thread.run_sync(_read_points, engine, feed.run_id, cursor.metric)
+    else:
+        points = feed.points_after(cursor.metric, MAX_POINTS_PER_EVENT)
     if points:
-        cursor = replace(cursor, metric=points[-1][4])
-        data = [{"key": k, "step": s, "value": v, "timestamp": t} for k, s, v, t, _ in points]
-        events.append(_sse("metrics", cursor, {"points": data}))
-    for row in checkpoints:
-        cursor = replace(cursor, checkpoint=row.seq)
-        events.append(_sse("checkpoint", cursor, checkpoint_public(row).model_dump(mode="json")))
-    log_path = settings.run_dir(run_id) / "run.log"
-    if log_path.exists() and log_path.stat().st_size > cursor.log:
-        with log_path.open("rb") as handle:
-            handle.seek(cursor.log)
-            chunk = handle.read(MAX_LOG_BYTES)
-        complete = chunk[: chunk.rfind(b"\n") + 1] or (
-            chunk if len(chunk) == MAX_LOG_BYTES else b""
+        cursor = replace(cursor, metric=points[-1][0])
+        events.append(_sse("metrics", cursor, {"points": [p for _, p in points]}))
+    if cursor.checkpoint < feed.checkpoints_base:
+        rows = await anyio.to_thread.run_sync(
+            _read_checkpoints, engine, feed.run_id, cursor.checkpoint
         )
-        if complete:
-            cursor = replace(cursor, log=cursor.log + len(complete))
-            lines = complete.decode("utf-8", errors="replace").splitlines()
-            events.append(_sse("log", cursor, {"lines": lines}))
-    if run.status_seq > cursor.status:
-        cursor = replace(cursor, status=run.status_seq)
-        events.append(_sse("status", cursor, run_public(run, settings).model_dump(mode="json")))
-    return events, cursor, run.status in FINAL_STATUSES
+    else:
+        rows = feed.checkpoints_after(cursor.checkpoint)
+    for seq, row in rows:
+        cursor = replace(cursor, checkpoint=seq)
+        events.append(_sse("checkpoint", cursor, row))
+    if feed.log_size > cursor.log:
+        path = settings.run_dir(feed.run_id) / "run.log"  # the only log file; no client path
+        lines = await anyio.to_thread.run_sync(_read_log, path, cursor.log)
+        if lines:
+            cursor = replace(cursor, log=cursor.log + len(lines))
+            text = lines.decode("utf-8", errors="replace").splitlines()
+            events.append(_sse("log", cursor, {"lines": text}))
+    if feed.heads.status > cursor.status and feed.run is not None:
+        cursor = replace(cursor, status=feed.heads.status)
+        events.append(_sse("status", cursor, feed.run))
+    return events, cursor
 
 
 @router.get("/runs/{run_id}/events", response_class=StreamingResponse)
@@ -99,6 +117,7 @@ async def run_events(
     request: Request,
     engine: EngineDep,
     settings: SettingsDep,
+    live: LiveDep,
     last_event_id: Annotated[str | None, Header(max_length=100)] = None,
 ) -> StreamingResponse:
     run_id = run.id
@@ -106,24 +125,22 @@ async def run_events(
 
     async def stream() -> AsyncIterator[str]:
         # StreamingResponse cancels this generator when the client disconnects.
-        cursor, idle = start, 0.0
+        cursor = start
         yield "retry: 1000\n\n"
-        while True:
-            events, cursor, ended = await anyio.to_thread.run_sync(
-                poll, engine, settings, run_id, cursor
-            )
-            for event in events:
-                yield event
-            if ended and not events:
-                return
-            if events:
-                idle = 0.0
-                continue  # drain a backlog without waiting
-            idle += POLL_SECONDS
-            if idle >= KEEPALIVE_SECONDS:
-                idle = 0.0
-                yield ": keep-alive\n\n"
-            await anyio.sleep(POLL_SECONDS)
+        async with live.watch(run_id) as feed:
+            while not feed.gone:
+                changed, ended = feed.changed, feed.ended
+                events, cursor = await _next_events(feed, cursor, engine, settings)
+                for event in events:
+                    yield event
+                if events:
+                    continue  # drain a backlog without waiting
+                if ended:
+                    return
+                with anyio.move_on_after(KEEPALIVE_SECONDS) as waited:
+                    await changed.wait()
+                if waited.cancelled_caught:
+                    yield ": keep-alive\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

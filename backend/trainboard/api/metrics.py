@@ -2,39 +2,67 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
+from fastapi.exceptions import RequestValidationError
 
-from trainboard.api.deps import RunDep, SessionDep
-from trainboard.models import MetricsRead, MetricsWrite
+from trainboard.api.deps import DatabaseDep, RunDep
+from trainboard.models import METRIC_KEY_PATTERN, MetricsRead, MetricsWrite, Run
 from trainboard.store.errors import Conflict
-from trainboard.store.metrics import add_metrics, metric_keys, read_series, require_writable
+from trainboard.store.metrics import add_metrics, metric_keys, require_writable, series_json
 
 router = APIRouter(prefix="/runs/{run_id}/metrics", tags=["metrics"])
 
+MAX_KEYS = 200
+KEY = re.compile(METRIC_KEY_PATTERN)
 
-@router.get("")
+
+@router.get("", response_model=MetricsRead)
 def read_metrics(
     run: RunDep,
-    session: SessionDep,
+    db: DatabaseDep,
     keys: Annotated[str | None, Query(max_length=4000)] = None,
     max_points: Annotated[int, Query(ge=10, le=1_000_000)] = 2000,
     x_min: Annotated[int | None, Query(ge=-(2**62), le=2**62)] = None,
     x_max: Annotated[int | None, Query(ge=-(2**62), le=2**62)] = None,
-) -> MetricsRead:
+) -> Response:
     cursor = f"{run.metric_seq}-0-0-0"  # read before the points: later ones arrive live
-    wanted = [k for k in keys.split(",") if k] if keys else metric_keys(session, run_id=run.id)
-    series = read_series(
-        session, run_id=run.id, keys=wanted, max_points=max_points, x_min=x_min, x_max=x_max
+    with db.read() as session:
+        wanted = requested_keys(keys) if keys else metric_keys(session, run_id=run.id)
+        series = series_json(
+            session, run_id=run.id, keys=wanted, max_points=max_points, x_min=x_min, x_max=x_max
+        )
+    # The body as MetricsRead has it, written here: a million points through the response
+    # model would be encoded on the event loop, stalling every other request and stream.
+    body = f'{{"run_id":{run.id},"series":{series},"cursor":"{cursor}"}}'
+    return Response(body, media_type="application/json")
+
+
+def requested_keys(keys: str) -> list[str]:
+    """The distinct keys of `keys=a,b,...` in their order; 422 for a bad key or too many."""
+    wanted = list(dict.fromkeys(k for k in keys.split(",") if k))
+    if len(wanted) > MAX_KEYS:
+        raise query_error("keys", f"at most {MAX_KEYS} distinct keys a request", len(wanted))
+    for key in wanted:
+        if not KEY.match(key):
+            raise query_error("keys", f"{key!r} is not a metric key ({METRIC_KEY_PATTERN})", key)
+    return wanted
+
+
+def query_error(name: str, message: str, value: object) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ["query", name], "msg": message, "input": value}]
     )
-    return MetricsRead(run_id=run.id, series=series, cursor=cursor)
 
 
 @router.post("", status_code=202)
-def write_metrics(run: RunDep, body: MetricsWrite, session: SessionDep) -> dict[str, int]:
+def write_metrics(run: RunDep, body: MetricsWrite, db: DatabaseDep) -> dict[str, int]:
     require_writable(run, run.id)
     points = [(p["key"], p["step"], p["value"], p.get("timestamp")) for p in body.points]
-    if not add_metrics(session, run_id=run.id, points=points, attempt=body.attempt):
-        raise Conflict(f"attempt {body.attempt} no longer holds run {run.id}")
+    with db.write() as session:
+        require_writable(session.get(Run, run.id), run.id)  # again: it may have ended since
+        if not add_metrics(session, run_id=run.id, points=points, attempt=body.attempt):
+            raise Conflict(f"attempt {body.attempt} no longer holds run {run.id}")
     return {"accepted": len(points)}

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import PlainTextResponse
 
-from trainboard.api.deps import RunDep, SessionDep, SettingsDep
+from trainboard.api.deps import DatabaseDep, RunDep, SettingsDep
 from trainboard.api.validation import check_spec_references
 from trainboard.api.views import run_public
+from trainboard.jsonsafe import NoNul
 from trainboard.models import (
     ExternalRunCreate,
     FinishRequest,
@@ -29,27 +30,33 @@ MAX_LOG_CHUNK = 1 << 20
 
 @router.post("", status_code=201)
 def create_run(
-    body: Annotated[RunCreate, Body()], session: SessionDep, settings: SettingsDep
+    body: Annotated[RunCreate, Body()], db: DatabaseDep, settings: SettingsDep
 ) -> RunPublic:
     if isinstance(body, ExternalRunCreate):
-        run = store.create_external_run(session, request=body)
+        with db.write() as session:
+            run = store.create_external_run(session, request=body)
     else:
-        check_spec_references(session, body, settings)
-        run = store.create_job_run(session, spec=body)
+        with db.read() as session:  # the checks only read: they take no write lock
+            check_spec_references(session, body, settings)
+        with db.write() as session:
+            run = store.create_job_run(session, spec=body)
     return run_public(run, settings)
 
 
 @router.get("")
 def list_runs(
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     status: Annotated[str | None, Query(max_length=200, pattern=r"^[a-z,]*$")] = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    tag: Annotated[str | None, Query(max_length=64), NoNul()] = None,
+    q: Annotated[str | None, Query(max_length=200), NoNul()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> RunList:
-    rows, total = store.list_runs(session, status=status, tag=tag, q=q, limit=limit, offset=offset)
+    with db.read() as session:
+        rows, total = store.list_runs(
+            session, status=status, tag=tag, q=q, limit=limit, offset=offset
+        )
     return RunList(items=[run_public(r, settings) for r in rows], total=total)
 
 
@@ -60,41 +67,47 @@ def read_run(run: RunDep, settings: SettingsDep) -> RunPublic:
 
 @router.patch("/{run_id}")
 def update_run(
-    run: RunDep, changes: RunUpdate, session: SessionDep, settings: SettingsDep
+    run: RunDep, changes: RunUpdate, db: DatabaseDep, settings: SettingsDep
 ) -> RunPublic:
-    return run_public(store.update_run(session, run_id=run.id, changes=changes), settings)
+    with db.write() as session:
+        run = store.update_run(session, run_id=run.id, changes=changes)
+    return run_public(run, settings)
 
 
 @router.post("/{run_id}/cancel", status_code=202)
-def cancel_run(run: RunDep, session: SessionDep, settings: SettingsDep) -> RunPublic:
-    return run_public(store.cancel_run(session, run_id=run.id), settings)
+def cancel_run(run: RunDep, db: DatabaseDep, settings: SettingsDep) -> RunPublic:
+    with db.write() as session:
+        run = store.cancel_run(session, run_id=run.id)
+    return run_public(run, settings)
 
 
 @router.post("/{run_id}/resume", status_code=202)
 def resume_run(
     run: RunDep,
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     body: Annotated[ResumeRequest | None, Body()] = None,
 ) -> RunPublic:
-    epochs = body.epochs if body else None
-    return run_public(store.resume_run(session, run_id=run.id, epochs=epochs), settings)
+    with db.write() as session:
+        run = store.resume_run(session, run_id=run.id, epochs=body.epochs if body else None)
+    return run_public(run, settings)
 
 
 @router.post("/{run_id}/finish")
 def finish_run(
-    run: RunDep, body: FinishRequest, session: SessionDep, settings: SettingsDep
+    run: RunDep, body: FinishRequest, db: DatabaseDep, settings: SettingsDep
 ) -> RunPublic:
-    return run_public(
-        store.finish_external_run(session, run_id=run.id, status=body.status, error=body.error),
-        settings,
-    )
+    with db.write() as session:
+        run = store.finish_external_run(
+            session, run_id=run.id, status=body.status, error=body.error
+        )
+    return run_public(run, settings)
 
 
 @router.delete("/{run_id}", status_code=204)
-def delete_run(run: RunDep, session: SessionDep, settings: SettingsDep) -> Response:
-    store.delete_run(session, run_id=run.id)
-    session.commit()
+def delete_run(run: RunDep, db: DatabaseDep, settings: SettingsDep) -> Response:
+    with db.write() as session:
+        store.delete_run(session, run_id=run.id)
     shutil.rmtree(settings.run_dir(run.id), ignore_errors=True)
     return Response(status_code=204)
 

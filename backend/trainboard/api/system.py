@@ -11,8 +11,9 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from sqlmodel import Session
 
 from trainboard import __version__
-from trainboard.api.deps import SessionDep, SettingsDep
+from trainboard.api.deps import DatabaseDep, LiveDep, SettingsDep
 from trainboard.models import DatasetPublic, Health, UploadedDataset, WorkerPublic, utcnow
+from trainboard.store.files import StagedFiles
 from trainboard.store.workers import add_upload, list_uploads, list_workers
 from trainboard.training.data import DATASETS, dataset_catalog
 from trainboard.training.data.catalog import upload_paths
@@ -35,14 +36,16 @@ def live_worker_count(session: Session, lease_seconds: float) -> int:
 
 
 @public.get("/health")
-def health(session: SessionDep, settings: SettingsDep) -> Health:
-    return Health(
-        status="ok", version=__version__, workers=live_worker_count(session, settings.lease_seconds)
-    )
+def health(db: DatabaseDep, settings: SettingsDep, live: LiveDep) -> Health:
+    with db.read() as session:
+        workers = live_worker_count(session, settings.lease_seconds)
+    return Health(status="ok", version=__version__, workers=workers, streams=live.streams)
 
 
 @router.get("/catalog")
-def catalog(session: SessionDep) -> dict:
+def catalog(db: DatabaseDep) -> dict:
+    with db.read() as session:
+        uploaded = list_uploads(session)
     uploads = [
         {
             "name": u.name,
@@ -54,7 +57,7 @@ def catalog(session: SessionDep) -> dict:
             "modality": "tabular",
             "uploaded": True,
         }
-        for u in list_uploads(session)
+        for u in uploaded
     ]
     return {
         "datasets": dataset_catalog(uploads),
@@ -66,15 +69,16 @@ def catalog(session: SessionDep) -> dict:
 
 
 @router.post("/datasets", status_code=201)
-async def upload_dataset(
-    session: SessionDep,
+def upload_dataset(
+    db: DatabaseDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File()],
     target: Annotated[str, Form(min_length=1, max_length=200)],
     name: Annotated[str | None, Form(max_length=64)] = None,
     task: Annotated[str | None, Form(pattern="^(classification|regression)$")] = None,
 ) -> DatasetPublic:
-    content = await file.read(settings.max_upload_bytes + 1)
+    # A sync handler: parsing a large CSV runs on a worker thread, never on the event loop.
+    content = file.file.read(settings.max_upload_bytes + 1)
     if len(content) > settings.max_upload_bytes:
         raise HTTPException(413, f"the file is larger than {settings.max_upload_bytes} bytes")
     stem = (file.filename or "dataset").rsplit("/", 1)[-1].rsplit(".", 1)[0]
@@ -93,22 +97,22 @@ async def upload_dataset(
         check_target(table, target, task)
     except TableError as exc:
         raise _unprocessable("file", str(exc), file.filename) from None
-    features = [c for c in table.columns if c != target]
-    row = add_upload(
-        session,
-        dataset=UploadedDataset(
-            name=name,
-            task=task,
-            rows=table.rows,
-            columns=features,
-            target=target,
-            size_bytes=len(content),
-        ),
+    dataset = UploadedDataset(
+        name=name,
+        task=task,
+        rows=table.rows,
+        columns=[c for c in table.columns if c != target],
+        target=target,
+        size_bytes=len(content),
     )
-    csv_path, meta_path = upload_paths(settings.uploads_dir, name)
-    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
-    csv_path.write_bytes(content)
-    meta_path.write_text(json.dumps({"target": target, "task": task}))
+    meta = json.dumps({"target": target, "task": task}).encode()
+    with StagedFiles(settings.uploads_dir, f"data set {name!r}") as staged:
+        csv_path, meta_path = upload_paths(settings.uploads_dir, name)
+        staged.add(csv_path, content)
+        staged.add(meta_path, meta)
+        with db.write() as session:
+            row = add_upload(session, dataset=dataset)  # Conflict for a name taken
+            staged.publish()  # inside the transaction: two uploads of one name never interleave
     return DatasetPublic(
         name=row.name, task=row.task, rows=row.rows, columns=row.columns, target=row.target
     )
@@ -121,5 +125,6 @@ def _unprocessable(field: str, message: str, value: object) -> HTTPException:
 
 
 @router.get("/workers")
-def workers(session: SessionDep) -> list[WorkerPublic]:
-    return [WorkerPublic.model_validate(w.model_dump()) for w in list_workers(session)]
+def workers(db: DatabaseDep) -> list[WorkerPublic]:
+    with db.read() as session:
+        return [WorkerPublic.model_validate(w.model_dump()) for w in list_workers(session)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -10,7 +11,7 @@ from typing import Any
 from sqlalchemy import text, update
 from sqlmodel import Session, col
 
-from trainboard.models import MetricPoint, Run, RunStatus, Series
+from trainboard.models import FINAL_STATUSES, MetricPoint, Run, RunStatus, Series
 from trainboard.store import pyramid
 from trainboard.store.errors import Conflict, NotFound
 
@@ -51,7 +52,7 @@ def add_metrics(
             run_id,
             key,
             step,
-            None if value is None or math.isnan(value) else value,
+            value if value is not None and math.isfinite(value) else None,
             ts or now,
             first_seq + i,
         )
@@ -86,6 +87,9 @@ def metric_keys(session: Session, *, run_id: int) -> list[str]:
     return [r[0] for r in rows]
 
 
+Rows = list[tuple[int, float | None, float]]  # step, value, timestamp
+
+
 def read_series(
     session: Session,
     *,
@@ -95,46 +99,136 @@ def read_series(
     x_min: int | None = None,
     x_max: int | None = None,
 ) -> dict[str, Series]:
-    """Each key's points in [x_min, x_max]; a longer series is cut into buckets of its x-range
-    and each bucket keeps its first, last, minimum and maximum points and its first NaN."""
+    """Each key's points in [x_min, x_max]; a series of more than `max_points` points is cut
+    into buckets of its x-range and each bucket keeps its first, last, minimum and maximum
+    points and its first NaN. Non-finite values are None."""
     out: dict[str, Series] = {}
     for key in keys:
-        params = {
-            "run": run_id,
-            "key": key,
-            "lo": x_min if x_min is not None else -(2**62),
-            "hi": x_max if x_max is not None else 2**62,
-        }
-        where = "run_id = :run AND key = :key AND step BETWEEN :lo AND :hi"
-        lo, hi = session.exec(
-            text(f"SELECT MIN(step), MAX(step) FROM metric_point WHERE {where}"), params=params
-        ).one()
-        if lo is None:
+        found = _select(session, run_id=run_id, key=key, max_points=max_points, lo=x_min, hi=x_max)
+        if found is None:
             continue
-        buckets = max(1, max_points // 5)  # up to 5 points a bucket: first, last, min, max, NaN
-        rows: Any = None
-        if hi - lo + 1 > max_points:  # more steps than points wanted: maybe too many points
-            summary = pyramid.downsample(
-                session, run_id=run_id, key=key, lo=lo, hi=hi, buckets=buckets
-            )
-            if summary is None:  # no pyramid level fits: aggregate the raw points
-                width = max(1, -(-(hi - lo + 1) // buckets))
-                rows = _bucket_extremes(session, where, {**params, "lo": lo, "width": width})
-            elif summary[1] > max_points:
-                rows = summary[0]
-        if rows is None:
-            rows = session.exec(
-                text(
-                    f"SELECT step, value, timestamp FROM metric_point WHERE {where} ORDER BY step"
-                ),
-                params=params,
-            ).all()
-        out[key] = Series(
-            steps=[int(r[0]) for r in rows],
-            values=[r[1] if r[1] is None or math.isfinite(r[1]) else None for r in rows],
-            timestamps=[float(r[2]) for r in rows],
-        )
+        rows = found if isinstance(found, list) else _raw_rows(session, run_id, key, *found)
+        steps, values, timestamps = (list(column) for column in zip(*rows, strict=True))
+        values = [v if v is None or math.isfinite(v) else None for v in values]
+        out[key] = Series.model_construct(steps=steps, values=values, timestamps=timestamps)
     return out
+
+
+def series_json(
+    session: Session,
+    *,
+    run_id: int,
+    keys: Iterable[str],
+    max_points: int,
+    x_min: int | None = None,
+    x_max: int | None = None,
+) -> str:
+    """The same series as `read_series`, as the JSON object of a response's `series`.
+
+    The database writes the whole-series arrays itself: a series of a million points makes no
+    Python object per point, so a large read neither holds the GIL for seconds (stalling every
+    other request) nor pays for garbage collection over millions of tuples."""
+    parts = []
+    for key in keys:
+        found = _select(session, run_id=run_id, key=key, max_points=max_points, lo=x_min, hi=x_max)
+        if found is None:
+            continue
+        if isinstance(found, list):
+            steps, values, timestamps = zip(*found, strict=True)
+            finite = [v if v is None or math.isfinite(v) else None for v in values]
+            body = json.dumps({"steps": steps, "values": finite, "timestamps": timestamps})
+        else:
+            body = _raw_json(session, run_id, key, *found)
+        parts.append(f"{json.dumps(key)}:{body}")
+    return "{" + ",".join(parts) + "}"
+
+
+def _select(
+    session: Session, *, run_id: int, key: str, max_points: int, lo: int | None, hi: int | None
+) -> Rows | tuple[int, int] | None:
+    """What a read of one series returns: downsampled rows, or the (lo, hi) step range to
+    read whole; None for no point in range."""
+    params = {
+        "run": run_id,
+        "key": key,
+        "lo": lo if lo is not None else -(2**62),
+        "hi": hi if hi is not None else 2**62,
+    }
+    where = "run_id = :run AND key = :key AND step BETWEEN :lo AND :hi"
+    first, last = session.exec(
+        text(f"SELECT MIN(step), MAX(step) FROM metric_point WHERE {where}"), params=params
+    ).one()
+    if first is None:
+        return None
+    # A series of at most max_points points comes back whole, however far apart its steps.
+    # Fewer steps than that cannot hold more points; else the pyramid has the count, or (a
+    # range too long for it) one indexed COUNT does.
+    if last - first + 1 <= max_points:
+        return first, last
+    buckets = max(1, max_points // 5)  # up to 5 points a bucket: first, last, min, max, NaN
+    summary = pyramid.downsample(
+        session, run_id=run_id, key=key, lo=first, hi=last, buckets=buckets
+    )
+    if summary is not None:
+        return summary[0] if summary[1] > max_points else (first, last)
+    if _count(session, where, params) <= max_points:
+        return first, last
+    width = max(1, -(-(last - first + 1) // buckets))
+    return _bucket_extremes(session, where, {**params, "lo": first, "width": width})
+
+
+_RANGE = "FROM metric_point WHERE run_id = {p} AND key = {p} AND step BETWEEN {p} AND {p}"
+
+
+def _raw_rows(session: Session, run_id: int, key: str, lo: int, hi: int) -> Rows:
+    # Straight from the driver's cursor: wrapping each row costs more than reading it.
+    connection = session.connection()
+    p = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    cursor = connection.connection.cursor()
+    try:
+        sql = f"SELECT step, value, timestamp {_RANGE.format(p=p)} ORDER BY step"
+        cursor.execute(sql, (run_id, key, lo, hi))
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _raw_json(session: Session, run_id: int, key: str, lo: int, hi: int) -> str:
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        # %!.17g round-trips every double exactly (SQLite's own JSON keeps 15 digits); the
+        # primary key (run, key, step) is the table's order, so rows aggregate in step order.
+        number = "CASE WHEN {c} IS NULL OR abs({c}) > 1.7976931348623157e308 THEN 'null' "
+        number += "ELSE printf('%!.17g', {c}) END"
+        arrays = ", ".join(
+            f"'[' || COALESCE(group_concat({column}, ','), '') || ']'"
+            for column in ("step", number.format(c="value"), number.format(c="timestamp"))
+        )
+        sql = f"SELECT {arrays} FROM (SELECT step, value, timestamp {_RANGE} ORDER BY step)"
+        p = "?"
+    else:
+        # PostgreSQL writes the shortest exact form of each double; NaN/±Infinity as null.
+        value = "CASE WHEN value IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE value END"
+        sql = (
+            f"SELECT json_agg(step ORDER BY step)::text, json_agg({value} ORDER BY step)::text,"
+            f" json_agg(timestamp ORDER BY step)::text {_RANGE}"
+        )
+        p = "%s"
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql.format(p=p), (run_id, key, lo, hi))
+        steps, values, timestamps = cursor.fetchone()
+    finally:
+        cursor.close()
+    return f'{{"steps":{steps},"values":{values},"timestamps":{timestamps}}}'
+
+
+def _count(session: Session, where: str, params: dict[str, Any]) -> int:
+    return int(
+        session.exec(text(f"SELECT COUNT(*) FROM metric_point WHERE {where}"), params=params).one()[
+            0
+        ]
+    )
 
 
 def _bucket_extremes(session: Session, where: str, params: dict[str, Any]) -> list[Any]:
@@ -167,14 +261,17 @@ def _bucket_extremes(session: Session, where: str, params: dict[str, Any]) -> li
     return [rows[s] for s in sorted(rows)]
 
 
-def require_writable(run: Run | None, run_id: int) -> Run:
+def require_writable(run: Run | None, run_id: int, *, what: str = "metrics") -> Run:
+    """The external run that a client may still log `what` into, or NotFound / Conflict."""
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
     if run.kind != "external":
         raise Conflict(
-            "metrics of a queued run are written by its worker; "
+            f"run {run_id} is a queued job: its {what} are written by its worker; "
             "create an external run to log your own"
         )
+    if run.status in FINAL_STATUSES:
+        raise Conflict(f"run {run_id} has finished ({run.status}); its {what} can no longer change")
     return run
 
 

@@ -117,7 +117,8 @@ def finish_run(
 
 
 def recover_expired_runs(session: Session, *, now: float | None = None) -> list[tuple[int, str]]:
-    """Runs whose worker stopped heartbeating: queued again while retries remain, else failed."""
+    """Runs whose worker stopped heartbeating: cancelled if a cancel was pending (it wins over
+    a retry), else queued again while retries remain, else failed."""
     now = time.time() if now is None else now
     expired = session.exec(
         update(Run)
@@ -127,20 +128,26 @@ def recover_expired_runs(session: Session, *, now: float | None = None) -> list[
             col(Run.lease_expires_at) < now,
         )
         .values(lease_expires_at=None)
-        .returning(col(Run.id), col(Run.attempt), col(Run.max_retries))
+        .returning(col(Run.id), col(Run.attempt), col(Run.max_retries), col(Run.cancel_requested))
     ).all()
     actions = []
-    for run_id, attempt, max_retries in expired:
-        retry = attempt <= max_retries
+    for run_id, attempt, max_retries, cancel_requested in expired:
+        if cancel_requested:
+            status, error = RunStatus.cancelled, None
+        elif attempt <= max_retries:
+            status, error = RunStatus.queued, None
+        else:
+            status, error = RunStatus.failed, LOST_WORKER_ERROR
         session.exec(
             update(Run)
             .where(col(Run.id) == run_id)
             .values(
-                status=RunStatus.queued if retry else RunStatus.failed,
-                error=None if retry else LOST_WORKER_ERROR,
-                finished_at=None if retry else utcnow(),
+                status=status,
+                error=error,
+                finished_at=None if status == RunStatus.queued else utcnow(),
+                eta_seconds=None,
                 status_seq=Run.status_seq + 1,
             )
         )
-        actions.append((run_id, "requeued" if retry else "failed"))
+        actions.append((run_id, "requeued" if status == RunStatus.queued else str(status)))
     return actions

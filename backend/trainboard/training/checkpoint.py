@@ -46,10 +46,12 @@ class HashingWriter:
         self.handle.flush()
 
 
-def atomic_write(path: Path, write: Any, *, durable: bool = True) -> None:
+def atomic_write(path: Path, write: Any, *, durable: bool = True, overwrite: bool = True) -> None:
     """Write through `write(file)` to a temp file, then rename it over `path`: a crash leaves
     either the old file or the new one, never half of one. `durable` also fsyncs, so the new
-    file survives a power loss, at a few milliseconds a call."""
+    file survives a power loss, at a few milliseconds a call. Without `overwrite`, an existing
+    `path` raises FileExistsError and stays as it was. On any error (a full disk included)
+    nothing is left behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -58,7 +60,11 @@ def atomic_write(path: Path, write: Any, *, durable: bool = True) -> None:
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if `path` exists, where a rename would replace it
+            os.unlink(tmp)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
