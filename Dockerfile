@@ -21,7 +21,7 @@ COPY backend ./backend
 RUN pip install --no-cache-dir .
 
 COPY frontend/package.json frontend/package-lock.json ./frontend/
-RUN cd frontend && npm ci --no-audit --no-fund
+RUN cd frontend && npm ci --omit=dev --no-audit --no-fund
 COPY frontend ./frontend
 
 ENV TRAINBOARD_HOME=/data \

@@ -14,13 +14,13 @@ run: setup  ## set up, then serve the page and API on http://127.0.0.1:8000 with
 
 test:  ## set up for tests (adds chromium), lint, then run the whole test suite
 	@scripts/setup.sh --test
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	@$(MAKE) --no-print-directory lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint:  ## ruff check and format check
+lint:  ## ruff check and format check; Biome (format and lint) for the page in frontend/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	cd frontend && npx --no-install biome check .
 
 bench:  ## speed scripts: loop vs plain loop, store, page, queue latency
 	@scripts/setup.sh --test

@@ -18,45 +18,63 @@ function askForToken() {
   const dialog = document.getElementById("token-dialog");
   const input = document.getElementById("token-input");
   return new Promise((resolve) => {
-    dialog.addEventListener("close", () => {
-      localStorage.setItem(TOKEN_KEY, input.value);
-      resolve();
-    }, { once: true });
+    dialog.addEventListener(
+      "close",
+      () => {
+        localStorage.setItem(TOKEN_KEY, input.value);
+        resolve();
+      },
+      { once: true },
+    );
     if (!dialog.open) dialog.showModal();
   });
 }
 
-export async function request(method, path, body, { retryAuth = true } = {}) {
+// `signal` (reads only) ends the request when the view that asked for it is left: the promise
+// rejects with an AbortError, even when the answer had already arrived.
+export async function request(method, path, body, { retryAuth = true, signal } = {}) {
   const headers = {};
   if (token()) headers.Authorization = `Bearer ${token()}`;
   let payload;
   if (body instanceof FormData) payload = body;
-  else if (body !== undefined) {
+  else if (method !== "GET" && method !== "HEAD") {
+    // Also without a body: the server refuses writes of other types (a page on another site
+    // could send those without asking first).
     headers["Content-Type"] = "application/json";
-    payload = JSON.stringify(body);
+    if (body !== undefined) payload = JSON.stringify(body);
   }
-  const response = await fetch(`/api${path}`, { method, headers, body: payload });
+  const response = await fetch(`/api${path}`, { method, headers, body: payload, signal });
   if (response.status === 401 && retryAuth) {
     await askForToken();
-    return request(method, path, body, { retryAuth: true });
+    return request(method, path, body, { retryAuth: true, signal });
   }
   const text = await response.text();
+  signal?.throwIfAborted();
   const data = text ? JSON.parse(text) : null;
   if (!response.ok) throw new ApiError(response.status, data ? data.detail : response.statusText);
   return data;
 }
 
+const query = (params) => new URLSearchParams(params);
+
+// Reads take `{ signal }`; writes do not: a write a person asked for is not taken back.
 export const api = {
-  catalog: () => request("GET", "/catalog"),
-  runs: (params) => request("GET", `/runs?${new URLSearchParams(params)}`),
-  run: (id) => request("GET", `/runs/${id}`),
+  catalog: (options) => request("GET", "/catalog", undefined, options),
+  runs: (params, options) => request("GET", `/runs?${query(params)}`, undefined, options),
+  run: (id, options) => request("GET", `/runs/${id}`, undefined, options),
+  metrics: (id, params, options) =>
+    request("GET", `/runs/${id}/metrics?${query(params)}`, undefined, options),
+  checkpoints: (id, options) => request("GET", `/runs/${id}/checkpoints`, undefined, options),
   createRun: (spec) => request("POST", "/runs", spec),
   cancel: (id) => request("POST", `/runs/${id}/cancel`),
   resume: (id) => request("POST", `/runs/${id}/resume`, {}),
-  metrics: (id, params) => request("GET", `/runs/${id}/metrics?${new URLSearchParams(params)}`),
-  checkpoints: (id) => request("GET", `/runs/${id}/checkpoints`),
   uploadDataset: (form) => request("POST", "/datasets", form),
 };
+
+// For a read nobody awaits (a click's, a timer's): one ended by leaving its view is no error.
+export function ignoreAbort(error) {
+  if (error?.name !== "AbortError") throw error;
+}
 
 // A link a browser can follow for a file (no headers possible, so the token rides along).
 export function fileUrl(path) {
@@ -64,15 +82,18 @@ export function fileUrl(path) {
 }
 
 // Live events of a run; `handlers` get parsed data; reconnects resume from the last event id.
-export function runEvents(id, cursor, handlers, onConnection) {
-  const query = new URLSearchParams();
-  if (cursor) query.set("last_event_id", cursor);
-  if (token()) query.set("token", token());
-  const source = new EventSource(`/api/runs/${id}/events?${query}`);
+// The stream belongs to `signal`: none opens once it is aborted, and aborting it closes it.
+export function runEvents(id, cursor, handlers, { onConnection, signal }) {
+  signal.throwIfAborted();
+  const params = new URLSearchParams();
+  if (cursor) params.set("last_event_id", cursor);
+  if (token()) params.set("token", token());
+  const source = new EventSource(`/api/runs/${id}/events?${params}`);
   for (const [name, handler] of Object.entries(handlers)) {
     source.addEventListener(name, (event) => handler(JSON.parse(event.data)));
   }
   source.onopen = () => onConnection(true);
   source.onerror = () => onConnection(source.readyState === EventSource.CLOSED ? null : false);
+  signal.addEventListener("abort", () => source.close(), { once: true });
   return source;
 }

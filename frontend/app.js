@@ -1,4 +1,9 @@
 // Wires the page: hash routes to views, the connection indicator, cleanup between views.
+//
+// A view is `async (container, args, signal) => cleanup`. Its `signal` aborts when the route
+// changes: its reads reject, and it opens no live stream after that, so a view still awaiting
+// its first fetches when the user moves on cannot leave anything behind. `cleanup` undoes what
+// the view set up once it is shown (timers, listeners, charts).
 
 import { showError } from "./dom.js";
 import { compareView } from "./views/compare.js";
@@ -8,7 +13,8 @@ import { runsView } from "./views/runs.js";
 
 const main = document.getElementById("view");
 const connection = document.getElementById("connection");
-let cleanup = null;
+let leaving = new AbortController();
+let cleanup = () => {};
 
 function setConnection(state) {
   // true: live; false: lost, reconnecting; null: closed for good.
@@ -16,19 +22,33 @@ function setConnection(state) {
   connection.textContent = state === false ? "Connection lost, reconnecting…" : "";
 }
 
+function show(parts, params, signal) {
+  if (parts[0] === "new") return formView(main, params, signal);
+  if (parts[0] === "run" && /^\d+$/.test(parts[1] || "")) {
+    return runView(main, { id: Number(parts[1]), setConnection }, signal);
+  }
+  if (parts[0] === "compare") return compareView(main, params, signal);
+  return runsView(main, params, signal);
+}
+
 async function route() {
-  if (cleanup) { cleanup(); cleanup = null; }
+  leaving.abort();
+  cleanup();
+  cleanup = () => {};
+  leaving = new AbortController();
+  const { signal } = leaving;
   const [path, query] = (location.hash.slice(1) || "/runs").split("?");
   const params = new URLSearchParams(query || "");
   const parts = path.split("/").filter(Boolean);
-  document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === parts[0]));
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    link.classList.toggle("active", link.dataset.nav === parts[0]);
+  }
   try {
-    if (parts[0] === "new") await formView(main, params);
-    else if (parts[0] === "run" && /^\d+$/.test(parts[1] || "")) cleanup = await runView(main, Number(parts[1]), setConnection);
-    else if (parts[0] === "compare") await compareView(main, params);
-    else cleanup = runsView(main, params);
+    const done = await show(parts, params, signal);
+    if (signal.aborted) done();
+    else cleanup = done;
   } catch (error) {
-    showError(main, error);
+    if (!signal.aborted) showError(main, error);
   }
 }
 

@@ -1,8 +1,27 @@
 // Draws: one function makes a chart; series are columnar arrays handed to uPlot's setData.
 
-export const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04",
-  "#db2777", "#4f46e5", "#65a30d", "#0d9488", "#b91c1c", "#7c3aed", "#c2410c", "#0369a1", "#a16207",
-  "#be185d", "#15803d", "#6d28d9", "#475569"];
+export const PALETTE = [
+  "#2563eb",
+  "#dc2626",
+  "#16a34a",
+  "#9333ea",
+  "#ea580c",
+  "#0891b2",
+  "#ca8a04",
+  "#db2777",
+  "#4f46e5",
+  "#65a30d",
+  "#0d9488",
+  "#b91c1c",
+  "#7c3aed",
+  "#c2410c",
+  "#0369a1",
+  "#a16207",
+  "#be185d",
+  "#15803d",
+  "#6d28d9",
+  "#475569",
+];
 
 // Exponential moving average that skips nulls (a NaN stays a gap, never a made-up value).
 export function smooth(values, weight) {
@@ -21,35 +40,67 @@ export function align(seriesList) {
   const index = new Map(xs.map((x, i) => [x, i]));
   const columns = seriesList.map((s) => {
     const column = new Array(xs.length).fill(null);
-    if (s) s.steps.forEach((x, i) => { column[index.get(x)] = s.values[i]; });
+    if (s)
+      s.steps.forEach((x, i) => {
+        column[index.get(x)] = s.values[i];
+      });
     return column;
   });
   return [xs, ...columns];
 }
 
+// uPlot's y axis is 50px wide by default, which cuts "10,000" to "0,000": size it instead to
+// its widest tick label. uPlot calls this again when the labels change (cycleNum counts the
+// calls of one layout pass; the sizes settle after the first, so later ones keep it).
+const Y_AXIS_MIN_SIZE = 50;
+let measure = null; // a canvas of our own: uPlot caches its context's font between draws
+function yAxisSize(self, values, axisIdx, cycleNum) {
+  const axis = self.axes[axisIdx];
+  if (!values || cycleNum > 1) return axis._size ?? Y_AXIS_MIN_SIZE;
+  measure ??= document.createElement("canvas").getContext("2d");
+  // axis.font: [font at device pixels, its size in device pixels, its size in CSS pixels]
+  const [font, devicePx, cssPx] = axis.font;
+  measure.font = font;
+  const widest = Math.max(0, ...values.map((v) => measure.measureText(String(v ?? "")).width));
+  const ticks = axis.ticks.show ? axis.ticks.size : 0;
+  return Math.ceil(Math.max(Y_AXIS_MIN_SIZE, ticks + axis.gap + (widest * cssPx) / devicePx));
+}
+
 // A line chart in `container`. `onZoom(xMin, xMax)` fires after a drag-zoom (null, null on reset).
-export function makeChart(container, { title, labels, xLabel = "epoch", logScale = false, onZoom = null, height = 220 }) {
+export function makeChart(
+  container,
+  { title, labels, xLabel = "epoch", logScale = false, onZoom = null, height = 220 },
+) {
   const width = Math.max(280, container.clientWidth || 480);
   const opts = {
     title,
     width,
     height,
     scales: { x: { time: xLabel === "time" }, y: { distr: logScale ? 3 : 1 } },
-    axes: [{ label: xLabel === "time" ? "" : xLabel }, {}],
-    series: [{ label: xLabel }, ...labels.map((label, i) => ({
-      label, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: true, points: { show: false },
-    }))],
+    axes: [{ label: xLabel === "time" ? "" : xLabel }, { size: yAxisSize }],
+    series: [
+      { label: xLabel },
+      ...labels.map((label, i) => ({
+        label,
+        stroke: PALETTE[i % PALETTE.length],
+        width: 1.5,
+        spanGaps: true,
+        points: { show: false },
+      })),
+    ],
     cursor: { drag: { x: true, y: false } },
     hooks: {},
   };
   if (onZoom) {
-    opts.hooks.setSelect = [(u) => {
-      if (u.select.width < 2) return;
-      const lo = u.posToVal(u.select.left, "x");
-      const hi = u.posToVal(u.select.left + u.select.width, "x");
-      u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
-      onZoom(Math.floor(lo), Math.ceil(hi));
-    }];
+    opts.hooks.setSelect = [
+      (u) => {
+        if (u.select.width < 2) return;
+        const lo = u.posToVal(u.select.left, "x");
+        const hi = u.posToVal(u.select.left + u.select.width, "x");
+        u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
+        onZoom(Math.floor(lo), Math.ceil(hi));
+      },
+    ];
     opts.cursor.drag.setScale = false;
   }
   const empty = [[], ...labels.map(() => [])];

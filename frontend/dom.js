@@ -24,7 +24,9 @@ export function badge(status) {
 export function formatNumber(value, digits = 4) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
   if (typeof value !== "number") return String(value);
-  return Math.abs(value) >= 1e5 || (Math.abs(value) < 1e-3 && value !== 0) ? value.toExponential(2) : Number(value.toPrecision(digits)).toString();
+  return Math.abs(value) >= 1e5 || (Math.abs(value) < 1e-3 && value !== 0)
+    ? value.toExponential(2)
+    : Number(value.toPrecision(digits)).toString();
 }
 
 export function formatDuration(seconds) {
@@ -42,5 +44,7 @@ export function runDuration(run) {
 }
 
 export function showError(container, error) {
-  container.replaceChildren(el("p", { class: "error", role: "alert", text: error.message || String(error) }));
+  container.replaceChildren(
+    el("p", { class: "error", role: "alert", text: error.message || String(error) }),
+  );
 }

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import torch
+from trainboard.models import FINAL_STATUSES, RESUMABLE_STATUSES, RunStatus
 
 from tests.conftest import ARTIFACTS
 from tests.helpers import Server, tiny_spec, wait_until
@@ -55,6 +57,14 @@ def chart_points(page: Any, chart: str) -> int:
     return page.evaluate(
         f"Number(document.querySelector('[data-chart={chart}] .uplot')?.dataset.points || 0)"
     )
+
+
+def holds(condition: Callable[[], bool], *, seconds: float, what: str) -> None:
+    """Fail as soon as `condition` is false, checking it for `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert condition(), f"{what} stopped holding"
+        time.sleep(0.05)
 
 
 def test_fill_the_form_start_a_run_and_watch_the_loss_chart_grow(
@@ -316,3 +326,109 @@ def test_a_lost_connection_shows_reconnecting_and_resumes(browser: Any, tmp_path
             second.stop()
     finally:
         page.close()
+
+
+def test_the_page_knows_the_statuses_the_server_has(page: Any, site: Server) -> None:
+    page.goto(f"{site.url}/#/runs")
+    page.wait_for_selector("#runs-count")
+    statuses = page.evaluate(
+        """import("/static/status.js").then((m) => ({
+            all: m.STATUSES, final: [...m.FINAL_STATUSES], resumable: [...m.RESUMABLE_STATUSES],
+        }))"""
+    )
+    assert statuses["all"] == [s.value for s in RunStatus]
+    assert set(statuses["final"]) == {s.value for s in FINAL_STATUSES}
+    assert set(statuses["resumable"]) == {s.value for s in RESUMABLE_STATUSES}
+    options = page.locator("#filter-status option").evaluate_all("(os) => os.map((o) => o.value)")
+    assert options == ["", *statuses["all"]]
+
+
+def test_leaving_a_run_page_before_it_has_loaded_leaves_no_live_stream(
+    browser: Any, tmp_path: Path
+) -> None:
+    server = Server(tmp_path, f"sqlite:///{tmp_path / 'trainboard.db'}").start()
+    page = browser.new_page()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            rid = http.post("/api/runs", json={"kind": "external", "name": "slow"}).json()["id"]
+
+            def streams() -> int:
+                return http.get("/api/health").json()["streams"]
+
+            # Shown, the run page holds one stream; leaving it closes the stream.
+            page.goto(f"{server.url}/#/run/{rid}")
+            wait_until(lambda: streams() == 1, timeout=30, what="the run page's stream")
+            page.evaluate("location.hash = '#/runs'")
+            wait_until(lambda: streams() == 0, timeout=30, what="the stream closed on leaving")
+
+            # Now leave while the page's first metrics read is held back, then let it answer.
+            held: list[Any] = []
+            settled: list[str] = []
+            metrics = f"/api/runs/{rid}/metrics"
+
+            def is_metrics(url: str) -> bool:
+                return metrics in url
+
+            page.route(is_metrics, lambda route: held.append(route))
+            page.on("requestfinished", lambda r: metrics in r.url and settled.append("finished"))
+            page.on("requestfailed", lambda r: metrics in r.url and settled.append("failed"))
+            page.evaluate(f"location.hash = '#/run/{rid}'")
+            # (Playwright calls handlers only while the test waits in Playwright: hence the
+            # wait_for_timeout in these conditions.)
+            wait_until(
+                lambda: page.wait_for_timeout(20) or held, timeout=30, what="the metrics read"
+            )
+            with page.expect_request(lambda r: "/api/runs?" in r.url):  # the runs view is on
+                page.evaluate("location.hash = '#/runs'")
+            held[0].continue_()
+            wait_until(
+                lambda: page.wait_for_timeout(20) or settled, timeout=30, what="the held read"
+            )
+            # The run view, had it gone on after the read, would open its stream within this.
+            holds(
+                lambda: page.wait_for_timeout(20) is None and streams() == 0,
+                seconds=2,
+                what="no open stream",
+            )
+            assert page.locator("#runs-table").is_visible()  # and the runs page stays
+            page.unroute(is_metrics)
+    finally:
+        page.close()
+        server.stop()
+
+
+# Records where the page draws right-aligned canvas text (uPlot's y-axis tick labels).
+RECORD_LABELS = """
+window.drawnLabels = [];
+const fillText = CanvasRenderingContext2D.prototype.fillText;
+CanvasRenderingContext2D.prototype.fillText = function (text, x, y, ...rest) {
+  if (this.textAlign === "right") {
+    const chart = this.canvas.closest("[data-chart]")?.dataset.chart;
+    const left = x - this.measureText(text).width;
+    window.drawnLabels.push({ chart, text: String(text), left });
+  }
+  return fillText.call(this, text, x, y, ...rest);
+};
+"""
+
+
+def test_y_axis_labels_of_large_values_are_drawn_whole(
+    page: Any, site: Server, api: httpx.Client
+) -> None:
+    rid = api.post("/api/runs", json={"kind": "external", "name": "fast"}).json()["id"]
+    values = [1_000.0, 60_000.0, 123_456.0]
+    points = [{"key": "samples_per_second", "step": s, "value": v} for s, v in enumerate(values, 1)]
+    api.post(f"/api/runs/{rid}/metrics", json={"points": points})
+    page.add_init_script(RECORD_LABELS)
+    page.goto(f"{site.url}/#/run/{rid}")
+    wait_until(lambda: chart_points(page, "throughput") == 3, timeout=30, what="the chart")
+    labels = wait_until(
+        lambda: page.evaluate("drawnLabels.filter((l) => l.chart === 'throughput')"),
+        timeout=10,
+        what="the y-axis labels",
+    )
+    numbers = [int("".join(c for c in label["text"] if c.isdigit()) or 0) for label in labels]
+    assert max(numbers) >= 100_000, labels  # six digits and a separator: the case that clipped
+    clipped = [label for label in labels if label["left"] < 0]
+    assert not clipped, f"labels start left of the chart: {clipped}"
+    shot(page, "run-large-values")
