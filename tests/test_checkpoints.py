@@ -89,6 +89,26 @@ def test_a_checkpoint_loads_with_weights_only_and_the_tutorial_lines(tmp_path: P
     assert optimizer.state  # Adam moments came back
 
 
+def test_the_tutorial_line_loads_a_checkpoint_into_load_models_model(tmp_path: Path) -> None:
+    spec = RunSpec.model_validate(
+        {"dataset": {"name": "iris"}, "model": {"name": "mlp"}, "epochs": 1}
+    )
+    train(spec, run_dir=tmp_path)
+    path = tmp_path / "checkpoints" / "epoch-0001.pt"
+    weights = torch.load(path, weights_only=True)["model_state_dict"]
+    from sklearn.datasets import load_iris
+
+    x, _ = load_iris(return_X_y=True)
+    expected = trainboard.load_model(path).predict_proba(x)
+    model = trainboard.load_model(path)
+    assert model.state_dict().keys() == weights.keys()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.zero_()
+    model.load_state_dict(weights)  # the tutorial's line, as it is
+    assert model.predict_proba(x) == pytest.approx(expected, abs=1e-6)
+
+
 class Payload:
     def __reduce__(self) -> tuple:
         return (os.system, ("echo pwned",))
@@ -105,6 +125,24 @@ def test_a_pickled_object_in_a_checkpoint_is_refused_with_a_clear_error(tmp_path
     (tmp_path / "garbage.pt").write_bytes(b"\x00not a checkpoint")
     with pytest.raises(ValueError, match=r"garbage\.pt"):
         load_checkpoint(tmp_path / "garbage.pt")
+
+
+def test_load_model_says_why_a_checkpoint_it_did_not_write_cannot_be_rebuilt(
+    tmp_path: Path,
+) -> None:
+    # What an external run's script saves and uploads: the tutorial keys, no spec.
+    path = tmp_path / "mine.pt"
+    torch.save(
+        {
+            "epoch": 1,
+            "model_state_dict": torch.nn.Linear(3, 2).state_dict(),
+            "optimizer_state_dict": {},
+            "loss": 0.5,
+        },
+        path,
+    )
+    with pytest.raises(ValueError, match=r"no spec, data_info, preprocessing.*model_state_dict"):
+        trainboard.load_model(path)
 
 
 def test_load_model_predicts_what_the_model_predicted_at_the_end_of_training(

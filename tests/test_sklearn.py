@@ -50,3 +50,15 @@ def test_regressor_scores_r2() -> None:
     ).fit(x, y)
     assert model.score(x, y) > 0.4
     assert abs(model.predict(x).mean() - y.mean()) < 0.2 * y.std()  # back on the target's scale
+
+
+def test_diverging_fit_says_it_diverged() -> None:
+    # No checkpoint is written before the last epoch (every_epochs 0), and a diverged run
+    # never reaches it: the error must be the divergence, not the missing file.
+    x, y = load_iris(return_X_y=True)
+    estimator = TrainboardClassifier(
+        optimizer="sgd", lr=10.0, grad_clip_norm=None, epochs=2, batch_size=16
+    )
+    with pytest.raises(ValueError, match=r"diverged at epoch \d+.*lower learning rate"):
+        estimator.fit(x, y)
+    assert not hasattr(estimator, "model_")

@@ -79,11 +79,12 @@ class _TrainboardEstimator(BaseEstimator):
         sink = MemorySink()
         with tempfile.TemporaryDirectory(prefix="trainboard-fit-") as folder:
             outcome = train(self._spec(), run_dir=Path(folder), sink=sink, raw_data=raw)
+            # A diverged run returns before its epoch is checkpointed: there is no file to read.
+            if outcome.exit is Exit.diverged:
+                raise ValueError(outcome.message)
             state = torch.load(
                 Path(folder) / "checkpoints" / f"epoch-{outcome.epoch:04d}.pt", weights_only=True
             )
-        if outcome.exit is Exit.diverged:
-            raise ValueError(outcome.message)
         self.model_ = load_model_state(state)
         self.history_ = sink.epochs
         self.n_features_in_ = features.shape[1]
