@@ -53,7 +53,11 @@ def make_engine(url: str) -> Engine:
 
 
 def reader(engine: Engine) -> Engine:
-    """The same engine and pool, for sessions that only read (no write lock on SQLite)."""
+    """The same engine and pool, for sessions that only read: one snapshot for the whole
+    transaction (SQLite's deferred read in WAL, PostgreSQL's REPEATABLE READ), and no write
+    lock on SQLite."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="REPEATABLE READ")
     return engine.execution_options(**{READONLY_OPTION: True})
 
 

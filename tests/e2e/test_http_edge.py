@@ -182,6 +182,10 @@ def test_writes_need_a_json_or_multipart_body_and_a_trusted_origin(
     # Our own page, an origin listed in TRAINBOARD_CORS_ORIGINS, and non-browser clients pass.
     own = {"Origin": edge.url, "Sec-Fetch-Site": "same-origin"}
     assert http.post(cancel, json={}, headers=own).json()["status"] == "cancelled"
+    # ... also behind a proxy that sends the server its own address as Host.
+    proxied = {"Origin": "https://trainboard.example.org", "Sec-Fetch-Site": "same-origin"}
+    behind = http.post(f"/api/runs/{queued_run(http)}/cancel", json={}, headers=proxied)
+    assert behind.status_code == 202
     listed = http.post(
         f"/api/runs/{queued_run(http)}/cancel",
         json={},

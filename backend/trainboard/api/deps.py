@@ -17,15 +17,17 @@ from trainboard.models import Run
 from trainboard.store.runs import get_run
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies that only read app state are async: a sync one would cost each request a hop
+# to the thread pool, which a burst of requests queues for.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def get_live(request: Request) -> LiveEvents:
+async def get_live(request: Request) -> LiveEvents:
     return request.app.state.live
 
 
@@ -53,7 +55,7 @@ class Database:
         return session_scope(self.engine)
 
 
-def get_database(engine: EngineDep) -> Database:
+async def get_database(engine: EngineDep) -> Database:
     return Database(engine)
 
 
@@ -69,7 +71,7 @@ def get_path_run(run_id: Annotated[int, Path(ge=1, le=2**31 - 1)], engine: Engin
 RunDep = Annotated[Run, Depends(get_path_run)]
 
 
-def require_token(request: Request, settings: SettingsDep) -> None:
+async def require_token(request: Request, settings: SettingsDep) -> None:
     """With TRAINBOARD_TOKEN set, every /api route but health needs `Bearer <token>`; reads (GET,
     HEAD) may carry it as `?token=` instead."""
     if not settings.token:

@@ -69,9 +69,12 @@ def _read_checkpoints(engine: Engine, run_id: int, after: int) -> list[tuple[int
 
 def _read_log(path: Path, offset: int) -> bytes:
     """The complete lines after `offset` (a full chunk even without a line end)."""
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        chunk = handle.read(MAX_LOG_BYTES)
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read(MAX_LOG_BYTES)
+    except OSError:  # the run was deleted meanwhile: its stream ends at the next tick
+        return b""
     return chunk[: chunk.rfind(b"\n") + 1] or (chunk if len(chunk) == MAX_LOG_BYTES else b"")
 
 

@@ -93,6 +93,13 @@ class Feed:
         return [row for row in self.checkpoints if row[0] > seq]
 
     def apply(self, update: Update) -> None:
+        """Take in what a tick read; wake the streams only if something is new."""
+        new = (update.heads, update.gone, update.ended, update.log_size) != (
+            self.heads,
+            self.gone,
+            self.ended,
+            self.log_size,
+        )
         if self.heads is None:  # the first read: the feed's history starts here
             self.points_base, self.checkpoints_base = update.heads.metric, update.heads.checkpoint
         self.heads, self.gone = update.heads, update.gone
@@ -104,8 +111,9 @@ class Feed:
         self.checkpoints += update.checkpoints
         self.run = update.run or self.run
         self.log_size = update.log_size
-        changed, self.changed = self.changed, anyio.Event()
-        changed.set()
+        if new:
+            changed, self.changed = self.changed, anyio.Event()
+            changed.set()
 
 
 class LiveEvents:
@@ -141,23 +149,28 @@ class LiveEvents:
     async def run(self) -> None:
         """Poll while the app lives: one read per tick for all watched runs."""
         while True:
-            if self.feeds:
-                known = {run_id: (f.heads, f.final) for run_id, f in self.feeds.items()}
-                try:
-                    updates = await anyio.to_thread.run_sync(self.read, known)
-                except Exception:  # a database hiccup must not end every stream: next tick
-                    log.exception("reading live events failed")
-                    updates = []
-                for update in updates:
-                    feed = self.feeds.get(update.run_id)
-                    if feed is not None:
-                        feed.apply(update)
-            self.wake = anyio.Event()
+            self.wake = anyio.Event()  # before the read: a stream that opens meanwhile wakes us
+            try:
+                await self.tick()
+            except Exception:  # a database hiccup must not end live events: the next tick
+                log.exception("reading live events failed")
             with anyio.move_on_after(POLL_SECONDS):
                 await self.wake.wait()
 
+    async def tick(self) -> None:
+        feeds = dict(self.feeds)
+        if not feeds:
+            return
+        known = {run_id: (feed.heads, feed.final) for run_id, feed in feeds.items()}
+        for update in await anyio.to_thread.run_sync(self.read, known):
+            feed = feeds[update.run_id]
+            # A feed whose streams all left, and was made anew meanwhile, reads from scratch.
+            if self.feeds.get(update.run_id) is feed:
+                feed.apply(update)
+
     def read(self, known: dict[int, tuple[Heads | None, bool]]) -> list[Update]:
-        """What changed since `known` for each run, in one read transaction."""
+        """What changed since `known` for each run, in one read transaction (one snapshot:
+        a final status is never seen without the points written before it)."""
         updates: list[Update] = []
         with session_scope(reader(self.engine)) as session:
             rows = session.exec(
@@ -197,7 +210,11 @@ class LiveEvents:
                     update.heads.status = run.status_seq
                     final = run.status in FINAL_STATUSES
                 update.final = final
-                update.ended = final and update.heads.metric >= now.metric
+                update.ended = (
+                    final
+                    and update.heads.metric >= now.metric
+                    and update.heads.checkpoint >= now.checkpoint
+                )
                 updates.append(update)
         for update in updates:
             update.log_size = log_size(self.settings, update.run_id)

@@ -88,6 +88,9 @@ def metric_keys(session: Session, *, run_id: int) -> list[str]:
 
 
 Rows = list[tuple[int, float | None, float]]  # step, value, timestamp
+# Whole series spanning more steps than this are written as JSON by the database (see
+# series_json); below it Python's encoder is quicker and holds the GIL for under ~50 ms.
+PYTHON_JSON_STEPS = 50_000
 
 
 def read_series(
@@ -125,20 +128,22 @@ def series_json(
 ) -> str:
     """The same series as `read_series`, as the JSON object of a response's `series`.
 
-    The database writes the whole-series arrays itself: a series of a million points makes no
-    Python object per point, so a large read neither holds the GIL for seconds (stalling every
-    other request) nor pays for garbage collection over millions of tuples."""
+    A long series comes back whole as arrays the database writes itself: a million points make
+    no Python object each, so a large read neither holds the GIL for seconds (stalling every
+    other request) nor pays for garbage collection over millions of tuples. Shorter ones
+    (most reads) are quicker through Python's encoder."""
     parts = []
     for key in keys:
         found = _select(session, run_id=run_id, key=key, max_points=max_points, lo=x_min, hi=x_max)
         if found is None:
             continue
-        if isinstance(found, list):
-            steps, values, timestamps = zip(*found, strict=True)
-            finite = [v if v is None or math.isfinite(v) else None for v in values]
-            body = json.dumps({"steps": steps, "values": finite, "timestamps": timestamps})
-        else:
+        if isinstance(found, tuple) and found[1] - found[0] >= PYTHON_JSON_STEPS:
             body = _raw_json(session, run_id, key, *found)
+        else:
+            rows = found if isinstance(found, list) else _raw_rows(session, run_id, key, *found)
+            steps, values, timestamps = (list(column) for column in zip(*rows, strict=True))
+            series = Series.model_construct(steps=steps, values=values, timestamps=timestamps)
+            body = series.model_dump_json()  # NaN and ±Infinity are written as null
         parts.append(f"{json.dumps(key)}:{body}")
     return "{" + ",".join(parts) + "}"
 
@@ -177,6 +182,7 @@ def _select(
     return _bucket_extremes(session, where, {**params, "lo": first, "width": width})
 
 
+EMPTY = "'[]'::json"
 _RANGE = "FROM metric_point WHERE run_id = {p} AND key = {p} AND step BETWEEN {p} AND {p}"
 
 
@@ -196,8 +202,10 @@ def _raw_rows(session: Session, run_id: int, key: str, lo: int, hi: int) -> Rows
 def _raw_json(session: Session, run_id: int, key: str, lo: int, hi: int) -> str:
     connection = session.connection()
     if connection.dialect.name == "sqlite":
-        # %!.17g round-trips every double exactly (SQLite's own JSON keeps 15 digits); the
-        # primary key (run, key, step) is the table's order, so rows aggregate in step order.
+        # %!.17g keeps 17 digits where SQLite's own JSON keeps 15: values of the magnitudes
+        # metrics have come back exactly (SQLite's printf may miss a last digit beyond about
+        # 1e200). The inner ORDER BY keeps the subquery from being flattened into the
+        # aggregate, so rows aggregate in step order.
         number = "CASE WHEN {c} IS NULL OR abs({c}) > 1.7976931348623157e308 THEN 'null' "
         number += "ELSE printf('%!.17g', {c}) END"
         arrays = ", ".join(
@@ -209,10 +217,8 @@ def _raw_json(session: Session, run_id: int, key: str, lo: int, hi: int) -> str:
     else:
         # PostgreSQL writes the shortest exact form of each double; NaN/±Infinity as null.
         value = "CASE WHEN value IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE value END"
-        sql = (
-            f"SELECT json_agg(step ORDER BY step)::text, json_agg({value} ORDER BY step)::text,"
-            f" json_agg(timestamp ORDER BY step)::text {_RANGE}"
-        )
+        arrays = (f"json_agg({column} ORDER BY step)" for column in ("step", value, "timestamp"))
+        sql = f"SELECT {', '.join(f'COALESCE({a}, {EMPTY})::text' for a in arrays)} {_RANGE}"
         p = "%s"
     cursor = connection.connection.cursor()
     try:
