@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,3 +156,72 @@ def test_large_reads_hold_up_neither_writes_nor_a_running_job(
     )
     assert final["status"] == "completed", final["error"]
     http.close()
+
+
+# A liveness bound for /api/health beside open streams or a large upload: far above what it
+# takes (bench/store.py), far below the stall of one database poll per stream, or of a CSV
+# parsed on the event loop (seconds).
+HEALTH_SECONDS = 1.0
+
+
+async def _health_beside_streams(url: str, run_id: int, count: int) -> list[dict[str, int]]:
+    """Open `count` live-event streams of a run, then ask /api/health 20 times."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(base_url=url, timeout=ANSWER_SECONDS, limits=limits) as client:
+        opened = [asyncio.Event() for _ in range(count)]
+        done = asyncio.Event()
+
+        async def hold(ready: asyncio.Event) -> None:
+            async with client.stream("GET", f"/api/runs/{run_id}/events") as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("event:"):
+                        ready.set()
+                    if done.is_set():
+                        return
+
+        streams = [asyncio.ensure_future(hold(ready)) for ready in opened]
+        await asyncio.wait_for(asyncio.gather(*(ready.wait() for ready in opened)), 60)
+        answers = []
+        for _ in range(20):
+            response = await client.get("/api/health", timeout=HEALTH_SECONDS)
+            answers.append(response.json())
+        done.set()
+        for stream in streams:
+            stream.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
+    return answers
+
+
+def test_health_answers_beside_200_open_streams(loaded_server: tuple[Server, int]) -> None:
+    server, _large = loaded_server
+    run_id = httpx.post(f"{server.url}/api/runs", json={"kind": "external"}).json()["id"]
+    answers = run_async(_health_beside_streams(server.url, run_id, 200))
+    assert all(a["status"] == "ok" for a in answers)
+    assert {a["streams"] for a in answers} == {200}
+
+
+def test_a_large_csv_upload_does_not_stall_other_requests(
+    loaded_server: tuple[Server, int],
+) -> None:
+    server, _large = loaded_server
+    rows = b"".join(b"%d,%d.5,%d,%d\n" % (i, i % 97, i % 13, i % 2) for i in range(700_000))
+    csv = b"a,b,c,label\n" + rows  # about 14 MB
+    result: dict[str, httpx.Response] = {}
+
+    def upload() -> None:
+        result["upload"] = httpx.post(
+            f"{server.url}/api/datasets",
+            files={"file": ("big.csv", csv, "text/csv")},
+            data={"target": "label", "name": "big-upload"},
+            timeout=120,
+        )
+
+    uploading = threading.Thread(target=upload)
+    uploading.start()
+    answered = 0
+    while uploading.is_alive():
+        assert httpx.get(f"{server.url}/api/health", timeout=HEALTH_SECONDS).status_code == 200
+        answered += 1
+    uploading.join()
+    assert result["upload"].status_code == 201, result["upload"].text
+    assert answered > 1

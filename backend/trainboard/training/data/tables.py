@@ -48,7 +48,9 @@ def read_csv(content: bytes, *, max_columns: int) -> Table:
     if "\x00" in text:
         raise TableError("the file is binary, not CSV text")
     try:
-        rows = list(csv.reader(io.StringIO(text)))
+        # A loop, not list(): list() parses the whole file in one C call holding the GIL, so
+        # a large upload would stall every other request of the server for seconds.
+        rows = [row for row in csv.reader(io.StringIO(text))]
     except csv.Error as exc:
         raise TableError(f"the file is not valid CSV: {exc}") from None
     rows = [r for r in rows if any(cell.strip() for cell in r)]
