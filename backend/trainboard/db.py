@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
@@ -59,6 +60,24 @@ def reader(engine: Engine) -> Engine:
     if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="REPEATABLE READ")
     return engine.execution_options(**{READONLY_OPTION: True})
+
+
+def placeholder(connection: Connection) -> str:
+    """The driver's parameter marker: `?` for sqlite3, `%s` for psycopg."""
+    return "?" if connection.dialect.paramstyle == "qmark" else "%s"
+
+
+def driver_rows(session: Session, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Rows of `sql` (parameters marked `?`) in the session's transaction, straight from the
+    driver's cursor: where many rows are read, a SQLAlchemy Row for each costs more than the
+    read itself."""
+    connection = session.connection()
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql.replace("?", placeholder(connection)), params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 @contextmanager

@@ -20,12 +20,9 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine
 
 from trainboard.api.deps import EngineDep, LiveDep, RunDep, SettingsDep
-from trainboard.api.live import Feed, Point, point_dict
-from trainboard.api.views import checkpoint_public
+from trainboard.api.live import Feed, Point, new_checkpoints, new_points
 from trainboard.config import Settings
 from trainboard.db import reader, session_scope
-from trainboard.store.checkpoints import checkpoints_since
-from trainboard.store.metrics import points_since
 
 router = APIRouter(tags=["events"])
 
@@ -57,14 +54,12 @@ def _sse(event: str, cursor: Cursor, data: Any) -> str:
 
 def _read_points(engine: Engine, run_id: int, after: int) -> list[tuple[int, Point]]:
     with session_scope(reader(engine)) as session:
-        rows = points_since(session, run_id=run_id, after_seq=after, limit=MAX_POINTS_PER_EVENT)
-    return [(row[4], point_dict(row)) for row in rows]
+        return new_points(session, run_id, after, MAX_POINTS_PER_EVENT)
 
 
 def _read_checkpoints(engine: Engine, run_id: int, after: int) -> list[tuple[int, dict[str, Any]]]:
     with session_scope(reader(engine)) as session:
-        rows = checkpoints_since(session, run_id=run_id, after_seq=after)
-    return [(row.seq, checkpoint_public(row).model_dump(mode="json")) for row in rows]
+        return new_checkpoints(session, run_id, after)
 
 
 def _read_log(path: Path, offset: int) -> bytes:

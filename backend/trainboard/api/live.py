@@ -21,8 +21,9 @@ from typing import Any
 
 import anyio
 from sqlalchemy import Engine, bindparam, text
+from sqlmodel import Session
 
-from trainboard.api.views import checkpoint_public, run_public, without_non_finite
+from trainboard.api.views import checkpoint_public, run_public
 from trainboard.config import Settings
 from trainboard.db import reader, session_scope
 from trainboard.models import FINAL_STATUSES
@@ -189,24 +190,17 @@ class LiveEvents:
                 seen = seen or Heads(now.metric, now.checkpoint, 0)
                 update = Update(run_id, Heads(seen.metric, seen.checkpoint, now.status))
                 if now.metric > seen.metric:
-                    points = points_since(
-                        session, run_id=run_id, after_seq=seen.metric, limit=POINTS_PER_READ
-                    )
-                    update.points = [(p[4], point_dict(p)) for p in points]
-                    update.heads.metric = points[-1][4] if points else now.metric
+                    update.points = new_points(session, run_id, seen.metric, POINTS_PER_READ)
+                    update.heads.metric = update.points[-1][0] if update.points else now.metric
                 if now.checkpoint > seen.checkpoint:
-                    rows_ = checkpoints_since(session, run_id=run_id, after_seq=seen.checkpoint)
-                    update.checkpoints = [
-                        (row.seq, checkpoint_public(row).model_dump(mode="json")) for row in rows_
-                    ]
+                    update.checkpoints = new_checkpoints(session, run_id, seen.checkpoint)
                     update.heads.checkpoint = max(
-                        [row.seq for row in rows_], default=now.checkpoint
+                        [seq for seq, _ in update.checkpoints], default=now.checkpoint
                     )
                 if first or now.status > seen.status:
                     run = get_run(session, run_id=run_id)
-                    update.run = without_non_finite(
-                        run_public(run, self.settings).model_dump(mode="json")
-                    )
+                    # JSON mode writes NaN and ±Infinity in the summary as null.
+                    update.run = run_public(run, self.settings).model_dump(mode="json")
                     update.heads.status = run.status_seq
                     final = run.status in FINAL_STATUSES
                 update.final = final
@@ -219,6 +213,18 @@ class LiveEvents:
         for update in updates:
             update.log_size = log_size(self.settings, update.run_id)
         return updates
+
+
+def new_points(session: Session, run_id: int, after: int, limit: int) -> list[tuple[int, Point]]:
+    """Up to `limit` points written after sequence number `after`, each with its number."""
+    rows = points_since(session, run_id=run_id, after_seq=after, limit=limit)
+    return [(row[4], point_dict(row)) for row in rows]
+
+
+def new_checkpoints(session: Session, run_id: int, after: int) -> list[tuple[int, dict[str, Any]]]:
+    """Checkpoint rows changed after sequence number `after`, as the API shows them."""
+    rows = checkpoints_since(session, run_id=run_id, after_seq=after)
+    return [(row.seq, checkpoint_public(row).model_dump(mode="json")) for row in rows]
 
 
 def point_dict(row: tuple[str, int, float | None, float, int]) -> Point:

@@ -59,10 +59,9 @@ def query_error(name: str, message: str, value: object) -> RequestValidationErro
 
 @router.post("", status_code=202)
 def write_metrics(run: RunDep, body: MetricsWrite, db: DatabaseDep) -> dict[str, int]:
-    require_writable(run, run.id)
     points = [(p["key"], p["step"], p["value"], p.get("timestamp")) for p in body.points]
     with db.write() as session:
-        require_writable(session.get(Run, run.id), run.id)  # again: it may have ended since
+        require_writable(session.get(Run, run.id), run.id)  # in the transaction that writes
         if not add_metrics(session, run_id=run.id, points=points, attempt=body.attempt):
             raise Conflict(f"attempt {body.attempt} no longer holds run {run.id}")
     return {"accepted": len(points)}

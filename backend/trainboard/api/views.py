@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from pathlib import Path
-from typing import Any
 
 from trainboard.config import Settings
 from trainboard.models import Checkpoint, CheckpointPublic, Run, RunPublic
@@ -23,7 +21,6 @@ def folder_bytes(folder: Path) -> int:
 
 def run_public(run: Run, settings: Settings) -> RunPublic:
     data = run.model_dump()
-    data["summary"] = without_non_finite(data["summary"])
     return RunPublic.model_validate(
         {**data, "disk_bytes": folder_bytes(settings.run_dir(run.id or 0))}
     )
@@ -39,14 +36,3 @@ def checkpoint_public(row: Checkpoint) -> CheckpointPublic:
         is_best=row.is_best,
         created_at=row.created_at,
     )
-
-
-def without_non_finite(value: Any) -> Any:
-    """`value` with every NaN and ±Infinity replaced by None, as JSON shows them (null)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: without_non_finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [without_non_finite(v) for v in value]
-    return value

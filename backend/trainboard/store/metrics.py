@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import text, update
 from sqlmodel import Session, col
 
+from trainboard.db import driver_rows, placeholder
 from trainboard.models import FINAL_STATUSES, MetricPoint, Run, RunStatus, Series
 from trainboard.store import pyramid
 from trainboard.store.errors import Conflict, NotFound
@@ -59,9 +60,8 @@ def add_metrics(
         for i, (key, step, value, ts) in enumerate(points)
     ]
     connection = session.connection()
-    placeholder = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     # Straight to the driver's executemany: the ORM is ~30x slower for bulk points.
-    connection.exec_driver_sql(_UPSERT.format(p=", ".join([placeholder] * 6)), rows)
+    connection.exec_driver_sql(_UPSERT.format(p=", ".join([placeholder(connection)] * 6)), rows)
     pyramid.update(session, run_id=run_id, rows=rows)
     return True
 
@@ -186,25 +186,16 @@ def _select(
 
 
 EMPTY = "'[]'::json"
-_RANGE = "FROM metric_point WHERE run_id = {p} AND key = {p} AND step BETWEEN {p} AND {p}"
+_RANGE = "FROM metric_point WHERE run_id = ? AND key = ? AND step BETWEEN ? AND ?"
 
 
 def _raw_rows(session: Session, run_id: int, key: str, lo: int, hi: int) -> Rows:
-    # Straight from the driver's cursor: wrapping each row costs more than reading it.
-    connection = session.connection()
-    p = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    cursor = connection.connection.cursor()
-    try:
-        sql = f"SELECT step, value, timestamp {_RANGE.format(p=p)} ORDER BY step"
-        cursor.execute(sql, (run_id, key, lo, hi))
-        return cursor.fetchall()
-    finally:
-        cursor.close()
+    sql = f"SELECT step, value, timestamp {_RANGE} ORDER BY step"
+    return driver_rows(session, sql, (run_id, key, lo, hi))  # type: ignore[return-value]
 
 
 def _raw_json(session: Session, run_id: int, key: str, lo: int, hi: int) -> str:
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
+    if session.get_bind().dialect.name == "sqlite":
         # %!.17g keeps 17 digits where SQLite's own JSON keeps 15: values of the magnitudes
         # metrics have come back exactly (SQLite's printf may miss a last digit beyond about
         # 1e200). The inner ORDER BY keeps the subquery from being flattened into the
@@ -216,19 +207,12 @@ def _raw_json(session: Session, run_id: int, key: str, lo: int, hi: int) -> str:
             for column in ("step", number.format(c="value"), number.format(c="timestamp"))
         )
         sql = f"SELECT {arrays} FROM (SELECT step, value, timestamp {_RANGE} ORDER BY step)"
-        p = "?"
     else:
         # PostgreSQL writes the shortest exact form of each double; NaN/±Infinity as null.
         value = "CASE WHEN value IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE value END"
         arrays = (f"json_agg({column} ORDER BY step)" for column in ("step", value, "timestamp"))
         sql = f"SELECT {', '.join(f'COALESCE({a}, {EMPTY})::text' for a in arrays)} {_RANGE}"
-        p = "%s"
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(sql.format(p=p), (run_id, key, lo, hi))
-        steps, values, timestamps = cursor.fetchone()
-    finally:
-        cursor.close()
+    [(steps, values, timestamps)] = driver_rows(session, sql, (run_id, key, lo, hi))
     return f'{{"steps":{steps},"values":{values},"timestamps":{timestamps}}}'
 
 

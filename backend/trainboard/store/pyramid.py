@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlmodel import Session
 
+from trainboard.db import driver_rows, placeholder
+
 FANOUT = 16
 # 16 .. 65,536 steps a bucket: at 400 buckets a read, spans up to ~26M steps use the pyramid;
 # longer ones fall back to aggregating raw points. Each level costs a read and a write per batch.
@@ -95,14 +97,6 @@ def _cell_to_row(cell: Cell) -> list[Any]:
     return row
 
 
-def _driver_sql(session: Session, sql: str, params: Sequence[Any]) -> list[Any]:
-    """A read straight through the driver: these run several times per written batch, where
-    the ORM's per-statement overhead would cost more than the query."""
-    connection = session.connection()
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    return list(connection.exec_driver_sql(sql.replace("?", mark), tuple(params)))
-
-
 Ranges = dict[str, tuple[int, int]]  # key -> (first bucket, last bucket)
 
 
@@ -114,11 +108,13 @@ def _read_many(
     params: list[Any] = [run_id, level]
     for key, (lo, hi) in ranges.items():
         params += [key, lo, hi]
-    rows = _driver_sql(
+    # Through the driver: this runs for every written batch, where the ORM's per-statement
+    # and per-row overhead would cost more than the query.
+    rows = driver_rows(
         session,
         f"SELECT key, bucket, {_COLUMNS} FROM metric_bucket "
         f"WHERE run_id = ? AND level = ? AND ({where})",
-        params,
+        tuple(params),
     )
     return {(r[0], int(r[1])): _row_to_cell(r[2:]) for r in rows}
 
@@ -134,7 +130,7 @@ def _write_many(
     session: Session, run_id: int, level: int, cells: dict[tuple[str, int], Cell]
 ) -> None:
     connection = session.connection()
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    mark = placeholder(connection)
     names = ["run_id", "key", "level", "bucket", *(c.strip() for c in _COLUMNS.split(","))]
     updates = ", ".join(f"{n} = excluded.{n}" for n in names[4:])
     sql = (
@@ -214,7 +210,7 @@ def _ranges(cells: Iterable[tuple[str, int]]) -> Ranges:
 
 
 def _raw_points(session: Session, run_id: int, key: str, lo: int, hi: int) -> list[Point]:
-    rows = _driver_sql(
+    rows = driver_rows(
         session,
         "SELECT step, value, timestamp FROM metric_point "
         "WHERE run_id = ? AND key = ? AND step BETWEEN ? AND ?",
