@@ -28,5 +28,6 @@ bench:  ## speed scripts: loop vs plain loop, store, page, queue latency
 	$(PY) bench/store.py
 	$(PY) bench/page.py
 	$(PY) bench/queue_latency.py
+	$(PY) bench/startup.py
 
 .PHONY: help setup run test lint bench

@@ -25,10 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
-from trainboard.channel import ChannelSink, Inbox, Recorder, open_channel, record
 from trainboard.config import Settings
 from trainboard.db import init_db, make_engine, session_scope
-from trainboard.execution import BATCH_SECONDS, open_recording
 from trainboard.store import queue
 from trainboard.store.runs import create_job_run
 from trainboard.training.data import prepare_data
@@ -36,6 +34,8 @@ from trainboard.training.loop import train
 from trainboard.training.models import build_model
 from trainboard.training.sinks import MemorySink
 from trainboard.training.spec import RunSpec
+from trainboard.worker.channel import ChannelSink, Inbox, Recorder, open_channel, record
+from trainboard.worker.recording import BATCH_SECONDS, LocalRecordings
 
 EPOCHS, BATCH, REPEATS = 20, 64, 5
 
@@ -98,8 +98,8 @@ def recording_process(
     """What a worker does while its run trains: record the channel into the run's sinks."""
     settings = Settings(home=home)
     engine = make_engine(settings.resolved_database_url)
-    recording = open_recording(settings, engine, run_id, attempt=1, batch_seconds=BATCH_SECONDS)
-    recorder = Recorder(recording.sink, recording.checkpoints, recording.store.flush_due)
+    recording = LocalRecordings(settings, engine, BATCH_SECONDS).open(run_id, 1, "cpu")
+    recorder = Recorder(recording.sink, recording.checkpoints, recording.flush_due)
     ready.set()
     # As a worker does: a beat every second, a look at what is due to commit every batch.
     record(Inbox(channel), recorder, tick=lambda: None, every=1.0, flush_every=BATCH_SECONDS)

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "backend"))
 from trainboard.db import init_db, make_engine, session_scope  # noqa: E402
-from trainboard.models import ExternalRunCreate, Run, RunKind, RunStatus  # noqa: E402
+from trainboard.models import Run, RunKind, RunStatus  # noqa: E402
+from trainboard.schemas import ExternalRunCreate  # noqa: E402
 from trainboard.store.metrics import add_metrics  # noqa: E402
 from trainboard.store.runs import create_external_run  # noqa: E402
 

@@ -13,9 +13,12 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
+
+if TYPE_CHECKING:
+    from trainboard.training.spec import RunSpec
 
 T = TypeVar("T")
 
@@ -152,7 +155,8 @@ class WorkerProcess:
 
 
 def tiny_spec(**overrides: Any) -> dict[str, Any]:
-    """A spec that trains in well under a second an epoch on CPU."""
+    """The tests' one spec: trains in well under a second an epoch on CPU. Overrides replace
+    whole top-level fields (`model={...}` replaces the model)."""
     spec: dict[str, Any] = {
         "name": "tiny",
         "dataset": {"name": "moons", "params": {"n_samples": 200}},
@@ -163,3 +167,10 @@ def tiny_spec(**overrides: Any) -> dict[str, Any]:
         "deterministic": True,
     }
     return spec | overrides
+
+
+def tiny_run_spec(**overrides: Any) -> RunSpec:
+    """`tiny_spec` validated, for code that takes a RunSpec."""
+    from trainboard.training.spec import RunSpec
+
+    return RunSpec.model_validate(tiny_spec(**overrides))

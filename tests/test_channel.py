@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainboard.channel import (
+from trainboard.training.checkpoint import CheckpointManager, load_checkpoint
+from trainboard.training.exits import Exit, Failure, Outcome
+from trainboard.training.loop import train
+from trainboard.training.sinks import CheckpointFiles, MemorySink
+from trainboard.training.spec import RunSpec
+from trainboard.worker.channel import (
     ChannelSink,
-    Failure,
     Inbox,
     Recorder,
     open_channel,
@@ -19,10 +23,6 @@ from trainboard.channel import (
     record,
     unpack,
 )
-from trainboard.training.checkpoint import CheckpointManager, load_checkpoint
-from trainboard.training.loop import train
-from trainboard.training.sinks import CheckpointFiles, Exit, MemorySink, Outcome
-from trainboard.training.spec import RunSpec
 
 from tests.test_training_loop import spec, without_timing
 

@@ -7,12 +7,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from trainboard.training.data import DATASETS, prepare_data
+from trainboard.training.data import DATASETS, DataInfo, dataset_catalog, prepare_data
 from trainboard.training.data.tables import TableError, check_target, infer_task, read_csv
 from trainboard.training.loop import train
 from trainboard.training.models import MODELS, IncompatibleData, build_model
+from trainboard.training.runnable import validate_names
 from trainboard.training.sinks import MemorySink
-from trainboard.training.spec import DatasetSpec, RunSpec
+from trainboard.training.spec import DatasetSpec, ModelSpec, RunSpec
+
+IRIS = DataInfo("classification", "tabular", (4,), 3)
 
 
 def fit(tmp_path: Path, dataset: str, model: str, epochs: int, **extra: Any) -> dict[str, float]:
@@ -123,13 +126,35 @@ def test_every_model_and_data_set_publishes_a_json_schema_of_its_options() -> No
     assert hidden["type"] == "array" and hidden["default"] == [128, 64]  # factory defaults too
 
 
+def test_the_catalog_states_each_data_set_as_its_default_params_describe_it() -> None:
+    entries = {entry["name"]: entry for entry in dataset_catalog()}
+    assert (entries["digits"]["modality"], entries["digits"]["input_shape"]) == ("image", [1, 8, 8])
+    assert (entries["sequences"]["modality"], entries["sequences"]["input_shape"]) == (
+        "tokens",
+        [15],
+    )
+    assert (entries["diabetes"]["task"], entries["diabetes"]["num_classes"]) == ("regression", None)
+    assert entries["spirals"]["num_classes"] == 3
+    assert (entries["xor"]["modality"], entries["xor"]["num_classes"]) == ("tabular", 2)  # a plugin
+
+
 def test_unknown_options_are_rejected_naming_them() -> None:
     with pytest.raises(ValueError, match=r"model.*hidden_size.*Extra inputs"):
-        RunSpec.model_validate(
-            {"dataset": {"name": "iris"}, "model": {"name": "mlp", "params": {"hidden_size": 3}}}
+        validate_names(
+            RunSpec.model_validate(
+                {
+                    "dataset": {"name": "iris"},
+                    "model": {"name": "mlp", "params": {"hidden_size": 3}},
+                }
+            )
         )
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
-        RunSpec.model_validate({"dataset": {"name": "iris"}, "model": {"name": "resnet"}})
+        validate_names(
+            RunSpec.model_validate({"dataset": {"name": "iris"}, "model": {"name": "resnet"}})
+        )
+    # The builders check the same, whoever calls them.
+    with pytest.raises(ValueError, match=r"model.*hidden_size.*Extra inputs"):
+        build_model(ModelSpec(name="mlp", params={"hidden_size": 3}), IRIS)
 
 
 # --- CSV tables

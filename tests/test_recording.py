@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import Engine
 from trainboard.config import Settings
 from trainboard.db import session_scope
-from trainboard.execution import RunRecording, RunTakenOver, StoreSink, open_recording
 from trainboard.models import RunStatus
 from trainboard.store import queue
 from trainboard.store.checkpoints import list_checkpoints
@@ -18,15 +17,16 @@ from trainboard.store.metrics import read_series
 from trainboard.store.runs import create_job_run
 from trainboard.training.checkpoint import load_checkpoint
 from trainboard.training.sinks import EpochReport
-from trainboard.training.spec import RunSpec
+from trainboard.worker.recording import LocalRecording, LocalRecordings, RunTakenOver, StoreSink
+
+from tests.helpers import tiny_run_spec
 
 KEEP_TWO = {"every_epochs": 1, "keep_last": 2, "keep_best": 0}
 
 
 def claimed_run(engine: Engine) -> int:
-    spec = {"dataset": {"name": "iris"}, "model": {"name": "mlp"}, "checkpoint": KEEP_TWO}
     with session_scope(engine) as session:
-        run_id = create_job_run(session, spec=RunSpec.model_validate(spec)).id
+        run_id = create_job_run(session, spec=tiny_run_spec(checkpoint=KEEP_TWO)).id
     assert claim(engine) == (run_id, 1)
     return run_id
 
@@ -42,7 +42,7 @@ def requeue(engine: Engine, run_id: int, attempt: int) -> None:
         assert queue.finish_run(session, run_id=run_id, attempt=attempt, status=RunStatus.queued)
 
 
-def record_epoch(recording: RunRecording, epoch: int) -> None:
+def record_epoch(recording: LocalRecording, epoch: int) -> None:
     """What a recorder does for one epoch of a run that checkpoints every epoch."""
     metrics = {"train_loss": 1.0 / epoch, "val_loss": 2.0 / epoch}
     recording.sink.log_epoch(EpochReport(epoch, 10, metrics, None, {}))
@@ -71,7 +71,7 @@ def test_a_resumed_attempt_starts_from_the_last_committed_checkpoint(
     settings = Settings(home=home)
     run_id = claimed_run(engine)
     folder = settings.run_dir(run_id) / "checkpoints"
-    first = open_recording(settings, engine, run_id, 1, batch_seconds=3600)
+    first = LocalRecordings(settings, engine, batch_seconds=3600).open(run_id, 1, "cpu")
     for epoch in (1, 2, 3):
         record_epoch(first, epoch)
     assert files(folder) == ["epoch-0001", "epoch-0002", "epoch-0003"]  # rows not yet gone
@@ -85,9 +85,9 @@ def test_a_resumed_attempt_starts_from_the_last_committed_checkpoint(
     requeue(engine, run_id, 1)
     assert claim(engine) == (run_id, 2)
 
-    second = open_recording(settings, engine, run_id, 2)
-    assert second.resume_from == folder / "epoch-0003.pt"
-    assert load_checkpoint(second.resume_from)["epoch"] == 3
+    second = LocalRecordings(settings, engine).open(run_id, 2, "cpu")
+    assert second.job.resume_from == folder / "epoch-0003.pt"
+    assert load_checkpoint(second.job.resume_from)["epoch"] == 3
     assert stored_epochs(engine, run_id) == [1, 2, 3]  # no epoch before it lacks metrics
     for epoch in (4, 5, 6):
         record_epoch(second, epoch)
@@ -101,7 +101,7 @@ def test_an_attempt_that_was_taken_over_writes_no_checkpoint_file(
     settings = Settings(home=home)
     run_id = claimed_run(engine)
     folder = settings.run_dir(run_id) / "checkpoints"
-    first = open_recording(settings, engine, run_id, 1)
+    first = LocalRecordings(settings, engine).open(run_id, 1, "cpu")
     record_epoch(first, 1)
     requeue(engine, run_id, 1)
     assert claim(engine) == (run_id, 2)  # another worker holds the run now

@@ -24,13 +24,13 @@ from trainboard.store.runs import (
     resume_run,
 )
 from trainboard.training.checkpoint import CheckpointEntry
-from trainboard.training.spec import RunSpec
+
+from tests.helpers import tiny_run_spec
 
 
 def new_run(engine: Engine, **spec: object) -> int:
     with session_scope(engine) as session:
-        body = {"dataset": {"name": "iris"}, "model": {"name": "mlp"}} | spec
-        return create_job_run(session, spec=RunSpec.model_validate(body)).id
+        return create_job_run(session, spec=tiny_run_spec(**spec)).id
 
 
 def claim(engine: Engine, worker: str = "w1", lease: float = 30.0) -> tuple[int, int] | None:
@@ -87,10 +87,9 @@ def test_downsampling_keeps_first_last_min_max_and_nan_of_every_bucket(engine: E
 
 def test_a_write_from_a_replaced_attempt_is_refused(engine: Engine) -> None:
     run_id = new_run(engine, max_retries=1)
-    assert claim(engine, lease=0.01) == (run_id, 1)
-    time.sleep(0.05)
-    with session_scope(engine) as session:
-        assert queue.recover_expired_runs(session) == [(run_id, "requeued")]
+    assert claim(engine, lease=30) == (run_id, 1)
+    with session_scope(engine) as session:  # as if its worker had died and the lease ran out
+        assert queue.recover_expired_runs(session, now=time.time() + 60) == [(run_id, "requeued")]
     assert claim(engine, "w2") == (run_id, 2)
     entry = CheckpointEntry("epoch-0001", 1, 10, "abc", {})
     with session_scope(engine) as session:
@@ -142,10 +141,10 @@ def test_deleted_run_ids_are_never_given_again(engine: Engine) -> None:
 
 def test_a_lost_run_past_its_retries_fails_saying_why(engine: Engine) -> None:
     run_id = new_run(engine, max_retries=0)
-    claim(engine, lease=0.01)
-    time.sleep(0.05)
+    claim(engine, lease=30)
     with session_scope(engine) as session:
-        assert queue.recover_expired_runs(session) == [(run_id, "failed")]
+        assert queue.recover_expired_runs(session, now=time.time() + 10) == []  # still held
+        assert queue.recover_expired_runs(session, now=time.time() + 60) == [(run_id, "failed")]
         run = get_run(session, run_id=run_id)
     assert run.status == "failed" and "stopped responding" in run.error
 

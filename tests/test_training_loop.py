@@ -11,26 +11,29 @@ import pytest
 import torch
 from trainboard.training.checkpoint import CheckpointEntry, load_checkpoint
 from trainboard.training.data import prepare_data
+from trainboard.training.exits import Exit
 from trainboard.training.loop import train
 from trainboard.training.models import build_model
 from trainboard.training.optim import build_optimizer
 from trainboard.training.runtime import seed_everything
-from trainboard.training.sinks import Exit, MemorySink
+from trainboard.training.sinks import MemorySink
 from trainboard.training.spec import RunSpec
+
+from tests.helpers import tiny_run_spec
 
 TIMING = {"epoch_seconds", "samples_per_second"}
 
 
 def spec(**overrides: Any) -> RunSpec:
-    base: dict[str, Any] = {
-        "dataset": {"name": "moons", "params": {"n_samples": 300}},
-        "model": {"name": "mlp", "params": {"hidden_sizes": [32], "dropout": 0.2}},
-        "optimizer": {"name": "adam", "lr": 0.01},
-        "epochs": 4,
-        "batch_size": 32,
-        "deterministic": True,
-    }
-    return RunSpec.model_validate(base | overrides)
+    """The tests' tiny spec, a little bigger and with dropout, so its RNG use is exercised."""
+    return tiny_run_spec(
+        **{
+            "dataset": {"name": "moons", "params": {"n_samples": 300}},
+            "model": {"name": "mlp", "params": {"hidden_sizes": [32], "dropout": 0.2}},
+            "epochs": 4,
+        }
+        | overrides
+    )
 
 
 def run(s: RunSpec, tmp_path: Path, **kwargs: Any) -> tuple[Any, MemorySink]:

@@ -22,11 +22,11 @@ from trainboard.api.live import LiveEvents
 from trainboard.api.origin import SameOriginWrites
 from trainboard.config import LOOPBACK_HOSTS, Settings
 from trainboard.db import init_db, make_engine
-from trainboard.embedded import EmbeddedWorkers
 from trainboard.limits import BodySizeLimit
 from trainboard.pagefiles import PageFiles
 from trainboard.store.errors import Conflict, NotFound, StorageFull
 from trainboard.timeouts import BodyTimeout
+from trainboard.worker.pool import WorkerPool
 
 log = logging.getLogger("trainboard")
 
@@ -45,7 +45,7 @@ def create_app(
         app.state.settings, app.state.engine = settings, engine
         app.state.live = LiveEvents(engine, settings)
         poller = live.start(app.state.live)
-        embedded = EmbeddedWorkers(settings, workers)
+        embedded = WorkerPool(settings, workers)
         embedded.start()
         try:
             yield

@@ -62,7 +62,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def worker(args: argparse.Namespace) -> int:
     from trainboard.db import init_db, make_engine
-    from trainboard.worker import Worker, resolve_worker_device
+    from trainboard.worker.worker import Worker, resolve_worker_device
 
     settings = _settings(args)
     settings.ensure_dirs()
@@ -111,34 +111,26 @@ def _read_spec(path: str) -> dict[str, Any]:
 def train(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from trainboard.db import init_db, make_engine, session_scope
-    from trainboard.execution import execute_run
-    from trainboard.models import RunStatus, utcnow
-    from trainboard.stop import StopFlag
-    from trainboard.store.runs import create_job_run
+    from trainboard.db import init_db, make_engine
+    from trainboard.models import RunStatus
     from trainboard.training.registry import describe_validation_error
+    from trainboard.training.runnable import SpecProblem, validate_names
     from trainboard.training.spec import RunSpec
+    from trainboard.worker.foreground import train_in_foreground
 
     try:
-        spec = RunSpec.model_validate(_read_spec(args.spec))
+        spec = validate_names(RunSpec.model_validate(_read_spec(args.spec)))
     except ValidationError as exc:
         print(f"{args.spec}: invalid spec: {describe_validation_error(exc)}", file=sys.stderr)
+        return 2
+    except SpecProblem as problem:
+        print(f"{args.spec}: invalid spec: {problem}", file=sys.stderr)
         return 2
     settings = _settings(args)
     settings.ensure_dirs()
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
-    with session_scope(engine) as session:
-        run = create_job_run(session, spec=spec)
-        # Claimed by this process in the same transaction, so no worker can take it. It holds
-        # no lease: nothing would renew one, and a foreground run is not retried elsewhere.
-        run.status, run.attempt, run.started_at = RunStatus.running, 1, utcnow()
-        run.worker, run.device = f"foreground-{os.getpid()}", spec.device
-        run_id = run.id
-    print(f"run {run_id}: {spec.display_name()} -> {settings.run_dir(run_id)}", flush=True)
-    stop = StopFlag()
-    stop.install_signal_handlers()
-    status = execute_run(settings, engine, run_id=run_id, attempt=1, device=spec.device, stop=stop)
+    status = train_in_foreground(settings, engine, spec)
     return 0 if status == RunStatus.completed else 1
 
 

@@ -1,19 +1,15 @@
-"""Tables and API schemas, one family per entity (Run, MetricPoint, Checkpoint, Worker, Dataset)."""
+"""The database tables (Run, MetricPoint, MetricBucket, Checkpoint, Worker, UploadedDataset) and
+the enums of a run's life; the API's schemas are in `trainboard.schemas`."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, with_config
 from sqlalchemy import JSON, BigInteger, Column, Float, ForeignKey, Index, Integer, String
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
-from typing_extensions import TypedDict
-
-from trainboard.jsonsafe import JsonObject, NoNul
-from trainboard.training.spec import RunName, RunNotes, RunSpec, RunTag
 
 
 def utcnow() -> datetime:
@@ -176,144 +172,3 @@ class UploadedDataset(SQLModel, table=True):
     target: str
     size_bytes: int
     created_at: datetime = SQLField(default_factory=utcnow)
-
-
-# ---------------------------------------------------------------------------------------------
-# API schemas
-
-
-class StrictBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RunPublic(BaseModel):
-    id: int
-    name: str
-    kind: str
-    status: RunStatus
-    spec: dict[str, Any]
-    tags: list[str]
-    notes: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    epoch: int
-    epochs: int
-    attempt: int
-    priority: int
-    device: str | None
-    worker: str | None
-    error: str | None
-    summary: dict[str, Any]
-    sweep_id: int | None
-    eta_seconds: float | None
-    disk_bytes: int = 0
-
-
-class RunList(BaseModel):
-    items: list[RunPublic]
-    total: int
-
-
-class ExternalRunCreate(StrictBody):
-    kind: Literal["external"]
-    name: RunName = ""
-    params: JsonObject = Field(default_factory=dict)
-    tags: list[RunTag] = Field(default_factory=list, max_length=50)
-    notes: RunNotes = ""
-
-
-def _run_create_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "external" if value.get("kind") == "external" else "job"
-    return "external" if isinstance(value, ExternalRunCreate) else "job"
-
-
-RunCreate = Annotated[
-    Annotated[RunSpec, Tag("job")] | Annotated[ExternalRunCreate, Tag("external")],
-    Discriminator(_run_create_kind),
-]
-
-
-class RunUpdate(StrictBody):
-    name: Annotated[str, Field(min_length=1, max_length=200), NoNul()] | None = None
-    tags: list[RunTag] | None = Field(default=None, max_length=50)
-    notes: RunNotes | None = None
-
-
-class ResumeRequest(StrictBody):
-    epochs: int | None = Field(default=None, ge=1, le=100_000)
-
-
-class FinishRequest(StrictBody):
-    status: Literal["completed", "failed"] = "completed"
-    error: Annotated[str, Field(max_length=10_000), NoNul()] | None = None
-
-
-METRIC_KEY_PATTERN = r"^[A-Za-z0-9_.\-/]{1,200}$"
-
-
-@with_config(ConfigDict(extra="forbid"))
-class MetricPointIn(TypedDict):
-    """One point to write. A TypedDict, not a model: batches hold thousands of points, and
-    building a model instance for each one costs more than validating it."""
-
-    key: Annotated[str, Field(pattern=METRIC_KEY_PATTERN)]
-    step: Annotated[int, Field(ge=0, le=2**62)]
-    # null, NaN and ±Inf are accepted (a diverging loss is worth recording); the store keeps
-    # NaN as NULL.
-    value: float | None
-    timestamp: NotRequired[Annotated[float | None, Field(ge=0, le=1e11)]]
-
-
-class MetricsWrite(StrictBody):
-    points: list[MetricPointIn] = Field(max_length=100_000)
-    attempt: int | None = Field(default=None, ge=0)
-
-
-class Series(BaseModel):
-    steps: list[int]
-    values: list[float | None]
-    timestamps: list[float]
-
-
-class MetricsRead(BaseModel):
-    run_id: int
-    series: dict[str, Series]
-    # Live events from this cursor on carry what came after this read (Last-Event-ID form).
-    cursor: str = "0-0-0-0"
-
-
-class CheckpointPublic(BaseModel):
-    id: str
-    epoch: int
-    size_bytes: int
-    sha256: str
-    metrics: dict[str, Any]
-    is_best: bool
-    created_at: datetime
-
-
-class WorkerPublic(BaseModel):
-    id: str
-    host: str
-    pid: int
-    device: str
-    status: str
-    run_id: int | None
-    last_heartbeat: datetime
-
-
-class DatasetPublic(BaseModel):
-    name: str
-    task: str
-    rows: int
-    columns: list[str]
-    target: str
-
-
-class Health(BaseModel):
-    status: str
-    version: str
-    workers: int
-    streams: int = 0  # open live-event streams

@@ -19,9 +19,11 @@ from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
 from trainboard.inference import load_model_state
-from trainboard.training.data.bundle import RawData
+from trainboard.training.data.types import RawData
+from trainboard.training.exits import Exit
 from trainboard.training.loop import train
-from trainboard.training.sinks import Exit, MemorySink
+from trainboard.training.runnable import validate_names
+from trainboard.training.sinks import MemorySink
 from trainboard.training.spec import RunSpec
 
 # The name the spec gives the arrays of fit(); they reach the loop directly, not by this name.
@@ -56,7 +58,8 @@ class _TrainboardEstimator(BaseEstimator):
         self.seed = seed
 
     def _spec(self) -> RunSpec:
-        return RunSpec.model_validate(
+        """The estimator's settings as a spec; SpecProblem (a ValueError) naming a bad one."""
+        spec = RunSpec.model_validate(
             {
                 "dataset": {"name": _FIT_DATASET, "val_fraction": self.val_fraction},
                 "model": {"name": self.model, "params": self.model_params or {}},
@@ -73,6 +76,7 @@ class _TrainboardEstimator(BaseEstimator):
                 "device": "cpu",
             }
         )
+        return validate_names(spec)
 
     def _fit(self, features: np.ndarray, target: np.ndarray, classes: list[str] | None) -> Any:
         raw = RawData(features.astype(np.float32), target, self._task, classes=classes)

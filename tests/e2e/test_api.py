@@ -255,7 +255,7 @@ def test_path_traversal_attempts_read_nothing_outside_the_run(
     assert b"SQLite" not in response.content and b"root:" not in response.content
 
 
-def test_logs_read_from_an_offset(http: httpx.Client) -> None:
+def test_a_run_without_a_log_reads_as_empty(http: httpx.Client) -> None:
     rid = http.post("/api/runs", json={"kind": "external", "name": "nolog"}).json()["id"]
     response = http.get(f"/api/runs/{rid}/logs")
     assert (
@@ -263,6 +263,28 @@ def test_logs_read_from_an_offset(http: httpx.Client) -> None:
         and response.text == ""
         and response.headers["x-log-size"] == "0"
     )
+
+
+def test_logs_read_from_an_offset(http: httpx.Client, shared_server: Server) -> None:
+    rid = http.post("/api/runs", json={"kind": "external", "name": "log"}).json()["id"]
+    text = "".join(f"epoch {i}: loss {1 / i:.4f}\n" for i in range(1, 40))
+    log = shared_server.home / "runs" / str(rid) / "run.log"  # where a worker writes it
+    log.parent.mkdir(parents=True)
+    log.write_text(text)
+    size = len(text.encode())
+
+    def read(offset: int) -> tuple[str, int, int]:
+        response = http.get(f"/api/runs/{rid}/logs", params={"offset": offset})
+        assert response.status_code == 200
+        headers = response.headers
+        return response.text, int(headers["x-log-size"]), int(headers["x-next-offset"])
+
+    assert read(0) == (text, size, size)
+    assert read(100) == (text[100:], size, size)  # a follower asks only for what is new
+    with log.open("a") as handle:
+        handle.write("the end\n")
+    assert read(size) == ("the end\n", size + 8, size + 8)
+    assert read(10**6) == ("", size + 8, size + 8)  # past the end: nothing, and where it ends
 
 
 def test_oversized_bodies_get_413(http: httpx.Client) -> None:

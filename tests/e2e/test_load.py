@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from trainboard.db import init_db, make_engine, session_scope
-from trainboard.models import ExternalRunCreate
+from trainboard.schemas import ExternalRunCreate
 from trainboard.store.metrics import add_metrics
 from trainboard.store.runs import create_external_run
 

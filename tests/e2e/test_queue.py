@@ -15,12 +15,12 @@ import pytest
 import torch
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
-from trainboard.runner import torch_threads
 from trainboard.training.loop import train
 from trainboard.training.sinks import MemorySink
 from trainboard.training.spec import RunSpec
+from trainboard.worker.child import torch_threads
 
-from tests.helpers import wait_until
+from tests.helpers import tiny_spec, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +30,9 @@ LEASE = {"TRAINBOARD_LEASE_SECONDS": "2"}
 
 
 def quick(**overrides: Any) -> dict[str, Any]:
-    spec = {
-        "dataset": {"name": "moons", "params": {"n_samples": 200}},
-        "model": {"name": "mlp", "params": {"hidden_sizes": [8], "dropout": 0.0}},
-        "epochs": 2,
-        "batch_size": 50,
-    }
-    return spec | overrides
+    """The tests' tiny spec, smaller still: two epochs of an 8-unit MLP."""
+    model = {"name": "mlp", "params": {"hidden_sizes": [8], "dropout": 0.0}}
+    return tiny_spec(**{"model": model, "epochs": 2, "batch_size": 50} | overrides)
 
 
 def slow(**overrides: Any) -> dict[str, Any]:
@@ -321,7 +317,9 @@ def test_queued_runs_survive_a_server_restart(start_server) -> None:
     assert api.http.get("/api/health").json()["workers"] == 1
 
 
-def test_resume_continues_a_cancelled_run_with_more_epochs(start_server) -> None:
+def test_resume_continues_a_completed_run_with_more_epochs_and_a_cancelled_one_to_its_end(
+    start_server,
+) -> None:
     api = Api(start_server(workers=1).url)
     rid = api.submit(quick(epochs=3))
     api.wait_status(rid, {"completed"})
@@ -331,3 +329,14 @@ def test_resume_continues_a_cancelled_run_with_more_epochs(start_server) -> None
     run = api.wait_status(rid, FINAL)
     assert run["status"] == "completed" and run["epoch"] == 5
     assert api.epoch_series(rid)["val_loss"]["steps"] == [1, 2, 3, 4, 5]
+
+    cancelled = api.submit(quick(epochs=400))
+    wait_until(lambda: api.run(cancelled)["epoch"] >= 2, timeout=120, what="two epochs")
+    assert api.http.post(f"/api/runs/{cancelled}/cancel", json={}).status_code == 202
+    stopped_at = api.wait_status(cancelled, FINAL)
+    assert stopped_at["status"] == "cancelled" and stopped_at["epoch"] < 400
+    more = stopped_at["epoch"] + 2
+    assert api.http.post(f"/api/runs/{cancelled}/resume", json={"epochs": more}).status_code == 202
+    run = api.wait_status(cancelled, FINAL)
+    assert (run["status"], run["epoch"]) == ("completed", more)
+    assert api.epoch_series(cancelled)["val_loss"]["steps"] == list(range(1, more + 1))

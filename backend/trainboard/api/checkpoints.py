@@ -12,7 +12,8 @@ from fastapi.responses import FileResponse, Response
 
 from trainboard.api.deps import DatabaseDep, RunDep, SettingsDep
 from trainboard.api.views import checkpoint_public
-from trainboard.models import CheckpointPublic, Run
+from trainboard.models import Run
+from trainboard.schemas import CheckpointPublic
 from trainboard.store.checkpoints import find_checkpoint, list_checkpoints, sync_checkpoints
 from trainboard.store.errors import Conflict, NotFound, raise_if_disk_full
 from trainboard.store.metrics import require_writable

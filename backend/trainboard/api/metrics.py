@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Response
 from fastapi.exceptions import RequestValidationError
 
 from trainboard.api.deps import DatabaseDep, RunDep
-from trainboard.models import METRIC_KEY_PATTERN, MetricsRead, MetricsWrite, Run
+from trainboard.models import Run
+from trainboard.schemas import METRIC_KEY_PATTERN, MetricsRead, MetricsWrite
 from trainboard.store.errors import Conflict
 from trainboard.store.metrics import add_metrics, metric_keys, require_writable, series_json
 

@@ -12,7 +12,7 @@ from trainboard.api.deps import DatabaseDep, RunDep, SettingsDep
 from trainboard.api.validation import check_spec_references
 from trainboard.api.views import run_public
 from trainboard.jsonsafe import NoNul
-from trainboard.models import (
+from trainboard.schemas import (
     ExternalRunCreate,
     FinishRequest,
     ResumeRequest,
@@ -37,7 +37,7 @@ def create_run(
             run = store.create_external_run(session, request=body)
     else:
         with db.read() as session:  # the checks only read: they take no write lock
-            check_spec_references(session, body, settings)
+            body = check_spec_references(session, body, settings)
         with db.write() as session:
             run = store.create_job_run(session, spec=body)
     return run_public(run, settings)

@@ -12,15 +12,17 @@ from sqlmodel import Session
 
 from trainboard import __version__
 from trainboard.api.deps import DatabaseDep, LiveDep, SettingsDep
-from trainboard.models import DatasetPublic, Health, UploadedDataset, WorkerPublic, utcnow
+from trainboard.models import UploadedDataset, utcnow
+from trainboard.schemas import DatasetPublic, Health, WorkerPublic
 from trainboard.store.files import StagedFiles
 from trainboard.store.workers import add_upload, list_uploads, list_workers
 from trainboard.training.data import DATASETS, dataset_catalog
-from trainboard.training.data.catalog import upload_paths
 from trainboard.training.data.tables import TableError, check_target, infer_task, read_csv
+from trainboard.training.data.uploads import upload_paths
 from trainboard.training.models import MODELS
 from trainboard.training.optim import OPTIMIZERS, SCHEDULERS
-from trainboard.training.spec import default_spec
+from trainboard.training.runnable import validate_names
+from trainboard.training.spec import RunSpec, default_spec
 
 public = APIRouter(tags=["system"])
 router = APIRouter(tags=["system"])
@@ -64,7 +66,7 @@ def catalog(db: DatabaseDep) -> dict:
         "models": MODELS.catalog(),
         "optimizers": OPTIMIZERS.catalog(),
         "schedulers": SCHEDULERS.catalog(),
-        "defaults": default_spec(),
+        "defaults": validate_names(RunSpec.model_validate(default_spec())).model_dump(),
     }
 
 

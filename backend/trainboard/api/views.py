@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from trainboard.config import Settings
-from trainboard.models import Checkpoint, CheckpointPublic, Run, RunPublic
+from trainboard.models import Checkpoint, Run
+from trainboard.schemas import CheckpointPublic, RunPublic
 
 
 def folder_bytes(folder: Path) -> int:

@@ -12,7 +12,8 @@ from sqlalchemy import text, update
 from sqlmodel import Session, col
 
 from trainboard.db import driver_rows, placeholder
-from trainboard.models import FINAL_STATUSES, MetricPoint, Run, RunStatus, Series
+from trainboard.models import FINAL_STATUSES, MetricPoint, Run, RunStatus
+from trainboard.schemas import Series
 from trainboard.store import pyramid
 from trainboard.store.errors import Conflict, NotFound
 

@@ -18,8 +18,39 @@ LOST_WORKER_ERROR = (
 )
 
 
+CLAIM = (
+    "UPDATE run SET status = 'running', worker = :worker, device = :device, "
+    "attempt = attempt + 1, lease_expires_at = :lease, cancel_requested = :false, "
+    "started_at = COALESCE(started_at, :now), status_seq = status_seq + 1 "
+)
+
+
+def _claim(
+    session: Session, where: str, *, worker_id: str, device: str, lease: float | None, **params: Any
+) -> tuple[int, int] | None:
+    row = session.exec(
+        text(f"{CLAIM} WHERE {where} AND status = 'queued' RETURNING id, attempt").bindparams(
+            bindparam("now", type_=Run.__table__.c.started_at.type)
+        ),
+        params={
+            "worker": worker_id,
+            "device": device,
+            "lease": lease,
+            "now": utcnow(),
+            "false": False,
+            **params,
+        },
+    ).first()
+    return (int(row[0]), int(row[1])) if row else None
+
+
 def claim_next_run(
-    session: Session, *, worker_id: str, device: str, lease_seconds: float
+    session: Session,
+    *,
+    worker_id: str,
+    device: str,
+    lease_seconds: float,
+    now: float | None = None,
 ) -> tuple[int, int] | None:
     """Take the queued job with the highest priority, then the oldest; None when there is none.
     Returns (run_id, attempt). Two workers never take the same run."""
@@ -27,24 +58,20 @@ def claim_next_run(
         " FOR UPDATE SKIP LOCKED" if session.get_bind().dialect.name == "postgresql" else ""
     )
     # On SQLite the whole statement runs under BEGIN IMMEDIATE, so it is atomic by itself.
-    row = session.exec(
-        text(
-            "UPDATE run SET status = 'running', worker = :worker, device = :device, "
-            "attempt = attempt + 1, lease_expires_at = :lease, cancel_requested = :false, "
-            "started_at = COALESCE(started_at, :now), status_seq = status_seq + 1 "
-            "WHERE id = (SELECT id FROM run WHERE status = 'queued' AND kind = 'job' "
-            f"ORDER BY priority DESC, id ASC LIMIT 1{skip_locked}) AND status = 'queued' "
-            "RETURNING id, attempt"
-        ).bindparams(bindparam("now", type_=Run.__table__.c.started_at.type)),
-        params={
-            "worker": worker_id,
-            "device": device,
-            "lease": time.time() + lease_seconds,
-            "now": utcnow(),
-            "false": False,
-        },
-    ).first()
-    return (int(row[0]), int(row[1])) if row else None
+    where = (
+        "id = (SELECT id FROM run WHERE status = 'queued' AND kind = 'job' "
+        f"ORDER BY priority DESC, id ASC LIMIT 1{skip_locked})"
+    )
+    lease = (time.time() if now is None else now) + lease_seconds
+    return _claim(session, where, worker_id=worker_id, device=device, lease=lease)
+
+
+def claim_run(session: Session, *, run_id: int, worker_id: str, device: str) -> int | None:
+    """Take the queued run `run_id` for a process that trains it in the foreground
+    (`trainboard train`); returns the attempt, or None when it is not queued. The claim holds
+    no lease: nothing renews one while such a run trains, and no other worker may retry it."""
+    claim = _claim(session, "id = :id", worker_id=worker_id, device=device, lease=None, id=run_id)
+    return None if claim is None else claim[1]
 
 
 def _guard(run_id: int, attempt: int) -> Any:

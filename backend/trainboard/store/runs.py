@@ -11,15 +11,14 @@ from trainboard.models import (
     FINAL_STATUSES,
     RESUMABLE_STATUSES,
     Checkpoint,
-    ExternalRunCreate,
     MetricBucket,
     MetricPoint,
     Run,
     RunKind,
     RunStatus,
-    RunUpdate,
     utcnow,
 )
+from trainboard.schemas import ExternalRunCreate, RunUpdate
 from trainboard.store.errors import Conflict, NotFound
 from trainboard.training.spec import RunSpec
 

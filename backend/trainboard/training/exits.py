@@ -1,6 +1,13 @@
-"""Why a training run ended."""
+"""How an attempt at a run ends: the loop stopped for a reason (`Exit`) and reports an `Outcome`,
+or an error ended it (`Failure`). `End` is either: what a sink's `close` receives and what the
+worker records as the run's status. `RecordingLost` stops an attempt whose reports can no longer
+be recorded."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Exit(StrEnum):
@@ -9,3 +16,32 @@ class Exit(StrEnum):
     cancelled = "cancelled"  # a person asked it to stop
     interrupted = "interrupted"  # its process is shutting down; it should be queued again
     diverged = "diverged"  # loss or gradients went NaN/Inf
+
+
+@dataclass
+class Outcome:
+    """The loop stopped: why, after which epoch, and the run's summary at that point."""
+
+    exit: Exit
+    epoch: int  # last completed epoch
+    message: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Failure:
+    """The attempt raised: its message (the traceback is in the run's log)."""
+
+    message: str
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> Failure:
+        return cls(f"{type(exc).__name__}: {exc}")
+
+
+End = Outcome | Failure
+
+
+class RecordingLost(Exception):
+    """This attempt's reports can no longer be recorded: another attempt took the run over, or
+    the process that records them went away. The attempt stops and nothing more is written."""

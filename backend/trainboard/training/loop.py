@@ -26,6 +26,7 @@ from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 
 from trainboard.training.checkpoint import CheckpointManager, load_checkpoint
 from trainboard.training.data import RawData, prepare_data
+from trainboard.training.exits import Exit, Outcome
 from trainboard.training.models import build_loss, build_model
 from trainboard.training.optim import build_optimizer, build_schedule
 from trainboard.training.progress import Progress, evaluate
@@ -41,9 +42,7 @@ from trainboard.training.sinks import (
     CheckpointFiles,
     CheckpointWriter,
     EpochReport,
-    Exit,
     MemorySink,
-    Outcome,
     Sink,
 )
 from trainboard.training.spec import RunSpec
@@ -89,6 +88,8 @@ def train(
         optimizer, spec.scheduler, epochs=spec.epochs, steps_per_epoch=len(starts)
     )
     precision = Precision.resolve(spec.amp, dev)
+    # With fp16 the scaler skips steps on non-finite gradients and lowers its scale: not a NaN.
+    check_grads = not precision.scaler.is_enabled()
     progress = Progress(spec)
     params = [p for p in model.parameters() if p.requires_grad]
     pin = dev.type == "cuda"
@@ -108,7 +109,7 @@ def train(
         model.load_state_dict(state["model_state_dict"])
         optimizer.load_state_dict(state["optimizer_state_dict"])
         schedule.load_state_dict(state["scheduler_state_dict"])
-        if precision.scaler is not None and state.get("scaler_state_dict"):
+        if state.get("scaler_state_dict"):
             precision.scaler.load_state_dict(state["scaler_state_dict"])
         progress.load_state_dict(state["progress"])
         restore_rng(state["rng"])
@@ -135,19 +136,14 @@ def train(
             with precision.autocast():
                 out = model(xb)
                 loss = loss_fn(out, yb)
-            if precision.scaler is not None:
-                precision.scaler.scale(loss).backward()
-                precision.scaler.unscale_(optimizer)  # clip and measure true gradients
-            else:
-                loss.backward()
+            # The scaler scales fp16 losses and unscales before clipping; otherwise a no-op.
+            precision.scaler.scale(loss).backward()
+            precision.scaler.unscale_(optimizer)
             grad_norm = get_total_norm([p.grad for p in params if p.grad is not None])
             if spec.grad_clip_norm is not None:
                 clip_grads_with_norm_(params, spec.grad_clip_norm, grad_norm)
-            if precision.scaler is not None:
-                precision.scaler.step(optimizer)  # skips the step when gradients overflowed
-                precision.scaler.update()
-            else:
-                optimizer.step()
+            precision.scaler.step(optimizer)  # skips the step when fp16 gradients overflowed
+            precision.scaler.update()
             progress.global_step += 1
             loss_sum += loss.detach().float() * len(idx)
             if classify:
@@ -155,7 +151,7 @@ def train(
             window.append((loss.detach().float(), grad_norm.detach().float()))
             # --- log: one host sync per log_every_steps steps, where the NaN check happens too
             if progress.global_step % spec.log_every_steps == 0:
-                losses, norms = progress.sync_window(window, check_grads=precision.scaler is None)
+                losses, norms = progress.sync_window(window, check_grads=check_grads)
                 grad_norms += norms
                 window = []
                 if progress.diverged:
@@ -172,7 +168,7 @@ def train(
             stop = should_stop()
             if stop is not None:
                 return _finish(sink, progress, stop)
-        losses, norms = progress.sync_window(window, check_grads=precision.scaler is None)
+        losses, norms = progress.sync_window(window, check_grads=check_grads)
         grad_norms += norms
         if progress.diverged:
             return _finish(sink, progress, Exit.diverged)
@@ -214,7 +210,7 @@ def train(
                 "optimizer_state_dict": optimizer.state_dict(),
                 "loss": metrics["train_loss"],
                 "scheduler_state_dict": schedule.state_dict(),
-                "scaler_state_dict": precision.scaler.state_dict() if precision.scaler else {},
+                "scaler_state_dict": precision.scaler.state_dict(),
                 "metrics": metrics,
                 "progress": progress.state_dict(),
                 **kept_as_is,

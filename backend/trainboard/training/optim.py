@@ -84,11 +84,9 @@ class UnmatchedParamGroup(ValueError):
 
     def __init__(self, index: int, pattern: str, names: list[str]) -> None:
         shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
-        super().__init__(
-            f"optimizer.param_groups.{index}.match: {pattern!r} matches no parameter; "
-            f"this model's are named {shown}"
-        )
         self.index, self.pattern = index, pattern
+        self.reason = f"{pattern!r} matches no parameter; this model's are named {shown}"
+        super().__init__(f"optimizer.param_groups.{index}.match: {self.reason}")
 
 
 def check_param_groups(model: nn.Module, spec: OptimizerSpec) -> None:
@@ -132,8 +130,11 @@ def parameter_groups(model: nn.Module, spec: OptimizerSpec) -> list[dict[str, An
 
 
 def build_optimizer(model: nn.Module, spec: OptimizerSpec) -> torch.optim.Optimizer:
+    """The optimizer `spec` names over `model`'s parameter groups; ValueError for an unknown
+    name, bad params or a param group that matches nothing."""
+    options = OPTIMIZERS.validate_params(spec.name, spec.params)
     check_param_groups(model, spec)
-    return OPTIMIZERS.get(spec.name).factory(parameter_groups(model, spec), spec.lr, spec.params)
+    return OPTIMIZERS.get(spec.name).factory(parameter_groups(model, spec), spec.lr, options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +202,19 @@ SCHEDULERS.add(Plugin("onecycle", "one-cycle policy, stepped every batch", None,
 SCHEDULERS.add(Plugin("plateau", "reduce on val_loss plateau", None, PlateauOptions))
 
 
+# Schedulers that take no warmup, and why.
+NO_WARMUP = {"plateau": "", "onecycle": " (onecycle warms up by itself: use params.pct_start)"}
+
+
+def check_warmup(spec: SchedulerSpec) -> None:
+    """ValueError when `spec` asks for warmup epochs that its scheduler cannot follow."""
+    if spec.warmup_epochs and spec.name in NO_WARMUP:
+        raise ValueError(
+            f"warmup_epochs is not supported with the {spec.name!r} scheduler"
+            + NO_WARMUP[spec.name]
+        )
+
+
 @dataclass
 class Schedule:
     """A scheduler (or none) and when the loop must step it."""
@@ -229,7 +243,11 @@ class Schedule:
 def build_schedule(
     optimizer: torch.optim.Optimizer, spec: SchedulerSpec, *, epochs: int, steps_per_epoch: int
 ) -> Schedule:
-    o, name, warmup = spec.params, spec.name, spec.warmup_epochs
+    """The scheduler `spec` names, warmup included, and when to step it; ValueError for an
+    unknown name, bad params or a warmup it cannot follow."""
+    check_warmup(spec)
+    o = SCHEDULERS.validate_params(spec.name, spec.params)
+    name, warmup = spec.name, spec.warmup_epochs
     main_epochs = max(1, epochs - warmup)
     main: Any
     if name == "none":

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainboard.training.exits import Exit
 from trainboard.training.runtime import Precision
-from trainboard.training.sinks import Exit
 from trainboard.training.spec import EarlyStoppingSpec, RunSpec
 
 DIVERGENCE_HINT = (

@@ -27,14 +27,17 @@ class Plugin:
     params: type[BaseModel] = NoParams
     info: dict[str, Any] = field(default_factory=dict)
 
+    def default_params(self) -> dict[str, Any]:
+        """Every option's default, as plain JSON; empty when some option has none."""
+        try:
+            return self.params().model_dump(mode="json")
+        except ValidationError:
+            return {}
+
     def catalog_entry(self) -> dict[str, Any]:
         schema = self.params.model_json_schema()
         # JSON Schema leaves out defaults made by a default_factory; a form needs them all.
-        try:
-            defaults = self.params().model_dump(mode="json")
-        except ValidationError:
-            defaults = {}
-        for key, value in defaults.items():
+        for key, value in self.default_params().items():
             schema.get("properties", {}).get(key, {}).setdefault("default", value)
         return {"name": self.name, "description": self.description, "params": schema, **self.info}
 

@@ -48,22 +48,23 @@ def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Te
 
 @dataclass
 class Precision:
-    """How forward passes run: an autocast dtype (or full precision) and an optional GradScaler."""
+    """How forward passes run: an autocast dtype (or full precision), and a GradScaler that is
+    enabled for fp16 only and otherwise does nothing (its step is a plain optimizer step)."""
 
     device: torch.device
     dtype: torch.dtype | None
-    scaler: torch.amp.GradScaler | None
+    scaler: torch.amp.GradScaler
 
     @classmethod
     def resolve(cls, mode: str, device: torch.device) -> Precision:
         if mode == "off" or (mode == "auto" and device.type != "cuda"):
-            return cls(device, None, None)
-        if mode == "auto":
+            mode = "off"
+        elif mode == "auto":
             mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if mode == "bf16":
-            return cls(device, torch.bfloat16, None)
+        dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
         # fp16's narrow range underflows small gradients: scale the loss, unscale before clipping.
-        return cls(device, torch.float16, torch.amp.GradScaler(device.type))
+        scaler = torch.amp.GradScaler(device.type, enabled=mode == "fp16")
+        return cls(device, dtype, scaler)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.dtype is None:

@@ -14,15 +14,7 @@ from typing import Any, Protocol
 import torch
 
 from trainboard.training.checkpoint import CheckpointEntry, CheckpointManager
-from trainboard.training.exits import Exit
-
-
-@dataclass
-class Outcome:
-    exit: Exit
-    epoch: int  # last completed epoch
-    message: str = ""
-    summary: dict[str, Any] = field(default_factory=dict)
+from trainboard.training.exits import End, Failure
 
 
 @dataclass
@@ -42,8 +34,8 @@ class Sink(Protocol):
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None: ...
     def log_epoch(self, report: EpochReport) -> None: ...
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None: ...
-    def close(self, outcome: Outcome | None) -> None:
-        """The run ended: `outcome` says how, or is None when it raised an error."""
+    def close(self, end: End) -> None:
+        """The attempt ended: the loop's Outcome, or the Failure of what raised."""
 
 
 class CheckpointWriter(Protocol):
@@ -67,7 +59,7 @@ class MemorySink:
         self.steps: list[tuple[int, dict[str, float]]] = []
         self.epochs: list[dict[str, float]] = []
         self.checkpoints: list[list[CheckpointEntry]] = []
-        self.outcome: Outcome | None = None
+        self.end: End | None = None
 
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
         self.steps.append((step, dict(metrics)))
@@ -78,8 +70,8 @@ class MemorySink:
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
         self.checkpoints.append(list(entries))
 
-    def close(self, outcome: Outcome | None) -> None:
-        self.outcome = outcome
+    def close(self, end: End) -> None:
+        self.end = end
 
 
 class FanOut:
@@ -100,9 +92,9 @@ class FanOut:
         for sink in self.sinks:
             sink.log_checkpoints(entries)
 
-    def close(self, outcome: Outcome | None) -> None:
+    def close(self, end: End) -> None:
         for sink in self.sinks:
-            sink.close(outcome)
+            sink.close(end)
 
 
 # Linear bins: TensorBoard's default exponential ones cost 3x as much to compute.
@@ -133,22 +125,22 @@ class TensorBoardSink:
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
         pass
 
-    def close(self, outcome: Outcome | None) -> None:
+    def close(self, end: End) -> None:
         from torch.utils.tensorboard.summary import hparams
 
-        if outcome is None:
+        if isinstance(end, Failure):
             self.writer.close()
             return
         final = {
             f"hparam/{k}": float(v)
-            for k, v in outcome.summary.items()
+            for k, v in end.summary.items()
             if isinstance(v, int | float) and math.isfinite(v)
         }
         # Written into this run's own event file (add_hparams would make a sub-folder).
         for summary in hparams(self.hparams, final):
             self.writer.file_writer.add_summary(summary)
         for key, value in final.items():
-            self.writer.add_scalar(key, value, outcome.epoch)
+            self.writer.add_scalar(key, value, end.epoch)
         self.writer.close()
 
 
@@ -181,11 +173,11 @@ class ConsoleSink:
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
         pass
 
-    def close(self, outcome: Outcome | None) -> None:
+    def close(self, end: End) -> None:
         self.bar.close()
-        if outcome is None:
-            return  # the error and its traceback follow
+        if isinstance(end, Failure):
+            return  # the error and its traceback are in the log already
         print(
-            f"{outcome.exit.value} after epoch {outcome.epoch}. {outcome.message}".strip(),
+            f"{end.exit.value} after epoch {end.epoch}. {end.message}".strip(),
             file=self.bar.fp,
         )

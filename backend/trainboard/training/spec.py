@@ -1,11 +1,14 @@
-"""RunSpec: what a run is, validated, with the defaults and bounds of the API contract."""
+"""RunSpec: what a run is, with the defaults and bounds of the API contract, as plain data.
+
+Names (of a model, an optimizer, ...) are only checked for their form here: whether they name
+something registered, and whether its params suit it, is `training.runnable`'s question."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from trainboard.jsonsafe import JsonObject, NoNul
 
@@ -32,13 +35,6 @@ class ModelSpec(SpecModel):
     name: Name
     params: JsonObject = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _known_model(self) -> Self:
-        from trainboard.training.models import MODELS
-
-        self.params = MODELS.validate_params(self.name, self.params)
-        return self
-
 
 class ParamGroupSpec(SpecModel):
     """Parameters whose qualified name matches `match` (fnmatch pattern) get their own settings."""
@@ -57,34 +53,11 @@ class OptimizerSpec(SpecModel):
     params: JsonObject = Field(default_factory=dict)
     param_groups: list[ParamGroupSpec] = Field(default_factory=list, max_length=32)
 
-    @model_validator(mode="after")
-    def _known_optimizer(self) -> Self:
-        from trainboard.training.optim import OPTIMIZERS
-
-        self.params = OPTIMIZERS.validate_params(self.name, self.params)
-        return self
-
 
 class SchedulerSpec(SpecModel):
     name: Name = "none"
     params: JsonObject = Field(default_factory=dict)
     warmup_epochs: int = Field(default=0, ge=0, le=10_000)
-
-    @model_validator(mode="after")
-    def _known_scheduler(self) -> Self:
-        from trainboard.training.optim import SCHEDULERS
-
-        self.params = SCHEDULERS.validate_params(self.name, self.params)
-        if self.warmup_epochs and self.name in ("plateau", "onecycle"):
-            raise ValueError(
-                f"warmup_epochs is not supported with the {self.name!r} scheduler"
-                + (
-                    " (onecycle warms up by itself: use params.pct_start)"
-                    if self.name == "onecycle"
-                    else ""
-                )
-            )
-        return self
 
 
 MonitorName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_./\-]+$")]
@@ -134,7 +107,8 @@ class RunSpec(SpecModel):
 
 
 def default_spec() -> dict[str, Any]:
-    """The catalog's `defaults`: a full spec for the default data set and model."""
+    """The catalog's `defaults`: a spec for the default data set and model, every field set;
+    plugin params are left out, so each is its default (the catalog states those)."""
     return RunSpec(dataset=DatasetSpec(name="digits"), model=ModelSpec(name="mlp")).model_dump()
 
 

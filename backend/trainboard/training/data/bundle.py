@@ -4,58 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from trainboard.training.data import preprocess
+import trainboard.training.data.preprocess as preprocess
+from trainboard.training.data.catalog import load_raw
+from trainboard.training.data.types import DataInfo, RawData, Task
 from trainboard.training.spec import DatasetSpec
-
-Task = Literal["classification", "regression"]
-Modality = Literal["tabular", "image", "tokens"]
-
-
-@dataclass
-class RawData:
-    """What a data set loader returns: features and targets before any fitting."""
-
-    features: Any  # np.ndarray, or a list of rows (str cells) for CSV uploads
-    target: np.ndarray
-    task: Task
-    modality: Modality = "tabular"
-    classes: list[str] | None = None
-    vocab_size: int | None = None
-    image_shape: tuple[int, ...] | None = None
-    image_scale: float = 1.0
-    columns: list[str] | None = None  # CSV uploads: the raw feature columns
-
-
-@dataclass
-class DataInfo:
-    """What a model needs to know to fit the data."""
-
-    task: Task
-    modality: Modality
-    input_shape: tuple[int, ...]
-    num_outputs: int
-    classes: list[str] | None = None
-    vocab_size: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "task": self.task,
-            "modality": self.modality,
-            "input_shape": list(self.input_shape),
-            "num_outputs": self.num_outputs,
-            "classes": self.classes,
-            "vocab_size": self.vocab_size,
-        }
 
 
 @dataclass
 class DataBundle:
+    """A data set split into train and validation tensors, and the preprocessing fitted."""
+
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_val: torch.Tensor
@@ -82,8 +46,6 @@ def prepare_data(
 ) -> DataBundle:
     """Load `spec`'s data set (or take `raw`), split it (seeded, stratified) and fit
     preprocessing on the train split only."""
-    from trainboard.training.data.catalog import load_raw
-
     if raw is None:
         raw = load_raw(spec.name, spec.params, uploads_dir=uploads_dir)
     if len(raw.target) < 2:

@@ -1,9 +1,10 @@
-"""The data sets: scikit-learn's bundled ones, seeded generated ones, and uploaded CSVs."""
+"""The data sets: scikit-learn's bundled ones, seeded generated ones, and uploaded CSVs. Each
+says what a model needs to know of it (its DataInfo) from its params alone, without loading it."""
 
 from __future__ import annotations
 
-import json
-import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +12,37 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn import datasets as skdata
 
-from trainboard.training.data.bundle import RawData
-from trainboard.training.data.tables import read_csv
-from trainboard.training.registry import NoParams, Plugin, Registry
+from trainboard.training.data.types import DataInfo, RawData
+from trainboard.training.data.uploads import has_upload, load_upload
+from trainboard.training.registry import Plugin, Registry
 
 DATASETS = Registry("dataset", "trainboard.datasets")
-UPLOAD_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+
+Describe = Callable[[dict[str, Any]], DataInfo]
+
+
+@dataclass(frozen=True)
+class DatasetPlugin(Plugin):
+    """A data set that says what its data will be for given (validated) params without loading
+    it. A plain Plugin may state the same as fixed catalog facts instead: `task`,
+    `input_shape`, `num_classes`, `modality`, `vocab_size`."""
+
+    describe: Describe = field(kw_only=True)
 
 
 class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _table(n_features: int, classes: int | None) -> DataInfo:
+    """A table of `n_features` numbers; `classes` None for a regression target."""
+    if classes is None:
+        return DataInfo("regression", "tabular", (n_features,), 1)
+    return DataInfo("classification", "tabular", (n_features,), classes)
+
+
+def _fixed_table(n_features: int, classes: int | None) -> Describe:
+    return lambda _params: _table(n_features, classes)
 
 
 def _bundled(loader: Any) -> Any:
@@ -48,44 +70,30 @@ def _digits(_params: dict[str, Any]) -> RawData:
     )
 
 
-def _tabular_info(n_features: int, classes: int | None) -> dict[str, Any]:
-    return {
-        "task": "classification" if classes else "regression",
-        "input_shape": [n_features],
-        "num_classes": classes,
-    }
-
-
-for name, loader, desc, info in [
-    ("iris", skdata.load_iris, "150 iris flowers, 4 measurements, 3 species", _tabular_info(4, 3)),
-    (
-        "wine",
-        skdata.load_wine,
-        "178 wines, 13 chemical measurements, 3 cultivars",
-        _tabular_info(13, 3),
-    ),
+for name, loader, description, n_features, classes in [
+    ("iris", skdata.load_iris, "150 iris flowers, 4 measurements, 3 species", 4, 3),
+    ("wine", skdata.load_wine, "178 wines, 13 chemical measurements, 3 cultivars", 13, 3),
     (
         "breast_cancer",
         skdata.load_breast_cancer,
         "569 tumours, 30 features, malignant or benign",
-        _tabular_info(30, 2),
+        30,
+        2,
     ),
-    (
-        "diabetes",
-        skdata.load_diabetes,
-        "442 patients, 10 features, disease progression",
-        _tabular_info(10, None),
-    ),
+    ("diabetes", skdata.load_diabetes, "442 patients, 10 features, disease progression", 10, None),
 ]:
-    DATASETS.add(Plugin(name, desc, _bundled(loader), NoParams, info))
+    DATASETS.add(
+        DatasetPlugin(
+            name, description, _bundled(loader), describe=_fixed_table(n_features, classes)
+        )
+    )
 
 DATASETS.add(
-    Plugin(
+    DatasetPlugin(
         "digits",
         "1797 handwritten digits as 1x8x8 images, 10 classes",
         _digits,
-        NoParams,
-        {"task": "classification", "input_shape": [1, 8, 8], "num_classes": 10},
+        describe=lambda _params: DataInfo("classification", "image", (1, 8, 8), 10),
     )
 )
 
@@ -140,11 +148,16 @@ def _spirals(p: dict[str, Any]) -> RawData:
     )
 
 
+def _regression_features(p: dict[str, Any]) -> int:
+    """Friedman #1 needs at least five features: the first five make its target."""
+    return max(5, p["n_features"]) if p["nonlinear"] else p["n_features"]
+
+
 def _regression(p: dict[str, Any]) -> RawData:
     if p["nonlinear"]:
         x, y = skdata.make_friedman1(
             p["n_samples"],
-            n_features=max(5, p["n_features"]),
+            n_features=_regression_features(p),
             noise=p["noise"],
             random_state=p["seed"],
         )
@@ -156,14 +169,14 @@ def _regression(p: dict[str, Any]) -> RawData:
     return RawData(x.astype(np.float32), y.astype(np.float32), "regression")
 
 
-def sequence_length(params: dict[str, Any]) -> int:
+def _sequence_length(p: dict[str, Any]) -> int:
     """The token count of a `sequences` example: majority needs an odd length (no ties)."""
-    return params["length"] | 1 if params["rule"] == "majority" else params["length"]
+    return p["length"] | 1 if p["rule"] == "majority" else p["length"]
 
 
 def _sequences(p: dict[str, Any]) -> RawData:
     rng = np.random.default_rng(p["seed"])
-    length = sequence_length(p)
+    length = _sequence_length(p)
     tokens = rng.integers(0, 2, size=(p["n_samples"], length))
     if p["rule"] == "majority":
         labels = (tokens.sum(axis=1) * 2 > length).astype(np.int64)
@@ -175,96 +188,96 @@ def _sequences(p: dict[str, Any]) -> RawData:
 
 
 for plugin in [
-    Plugin(
+    DatasetPlugin(
         "moons",
         "two interleaving half circles (generated)",
         _moons,
         ShapesOptions,
-        _tabular_info(2, 2),
+        describe=_fixed_table(2, 2),
     ),
-    Plugin(
+    DatasetPlugin(
         "circles",
         "a circle inside a circle (generated)",
         _circles,
         ShapesOptions,
-        _tabular_info(2, 2),
+        describe=_fixed_table(2, 2),
     ),
-    Plugin(
+    DatasetPlugin(
         "spirals",
         "interleaved spiral arms, one class each (generated)",
         _spirals,
         SpiralOptions,
-        _tabular_info(2, 3),
+        describe=lambda p: _table(2, p["n_classes"]),
     ),
-    Plugin(
+    DatasetPlugin(
         "regression",
         "noisy linear or Friedman #1 regression (generated)",
         _regression,
         RegressionOptions,
-        _tabular_info(10, None),
+        describe=lambda p: _table(_regression_features(p), None),
     ),
-    Plugin(
+    DatasetPlugin(
         "sequences",
         "binary token sequences labelled by majority or parity (generated, for transformers)",
         _sequences,
         SequenceOptions,
-        {"task": "classification", "input_shape": [15], "num_classes": 2, "modality": "tokens"},
+        describe=lambda p: DataInfo(
+            "classification", "tokens", (_sequence_length(p),), 2, vocab_size=2
+        ),
     ),
 ]:
     DATASETS.add(plugin)
-
-
-# ---------------------------------------------------------------------------------------------
-# Uploaded CSVs: `<uploads>/<name>.csv` and `<name>.json` (target, task), written by the API.
-
-
-def upload_paths(uploads_dir: Path, name: str) -> tuple[Path, Path]:
-    if not UPLOAD_NAME.match(name):
-        raise ValueError(f"invalid data set name {name!r}")
-    return uploads_dir / f"{name}.csv", uploads_dir / f"{name}.json"
-
-
-def load_upload(uploads_dir: Path, name: str, *, max_columns: int = 10_000) -> RawData:
-    csv_path, meta_path = upload_paths(uploads_dir, name)
-    meta = json.loads(meta_path.read_text())
-    table = read_csv(csv_path.read_bytes(), max_columns=max_columns)
-    target = table.data[meta["target"]]
-    features = [c for c in table.columns if c != meta["target"]]
-    columns = {c: table.data[c] for c in features}
-    if meta["task"] == "classification":
-        classes, encoded = np.unique(target.astype(str), return_inverse=True)
-        return RawData(
-            columns,
-            encoded.astype(np.int64),
-            "classification",
-            classes=[str(c) for c in classes],  # plain str: checkpoints load weights_only
-            columns=features,
-        )
-    return RawData(columns, target.astype(np.float32), "regression", columns=features)
 
 
 def load_raw(name: str, params: dict[str, Any], *, uploads_dir: Path | None) -> RawData:
     """The raw data of a registered or uploaded data set."""
     if name in DATASETS:
         return DATASETS.get(name).factory(DATASETS.validate_params(name, params))
-    if (
-        uploads_dir is not None
-        and UPLOAD_NAME.match(name)
-        and (uploads_dir / f"{name}.json").exists()
-    ):
+    if uploads_dir is not None and has_upload(uploads_dir, name):
         if params:
             raise ValueError("uploaded data sets take no params")
         return load_upload(uploads_dir, name)
     raise ValueError(f"unknown dataset {name!r}")
 
 
+def _from_facts(facts: dict[str, Any]) -> DataInfo | None:
+    """A plain Plugin's catalog facts as a DataInfo; None where it states no task or shape.
+    Unstated classes count two, the fewest a target has: a model checked on these is never
+    larger than the one its run builds."""
+    task, shape = facts.get("task"), facts.get("input_shape")
+    if task not in ("classification", "regression") or not shape:
+        return None
+    modality = facts.get("modality") or ("image" if len(shape) == 3 else "tabular")
+    outputs = (facts.get("num_classes") or 2) if task == "classification" else 1
+    return DataInfo(task, modality, tuple(shape), outputs, vocab_size=facts.get("vocab_size"))
+
+
+def _describe(plugin: Plugin, params: dict[str, Any]) -> DataInfo | None:
+    if isinstance(plugin, DatasetPlugin):
+        return plugin.describe(params)
+    return _from_facts(plugin.info)
+
+
+def describe(name: str, params: dict[str, Any]) -> DataInfo | None:
+    """What a model needs to know of registered data set `name` with `params`, said without
+    loading it; ValueError for an unknown name or bad params, None for a plugin that states
+    nothing of its data (its run finds out when it loads it)."""
+    plugin = DATASETS.get(name)
+    return _describe(plugin, DATASETS.validate_params(name, params))
+
+
 def dataset_catalog(uploads: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Catalog entries of every registered data set, then the uploaded ones."""
+    """Catalog entries of every registered data set, with the facts of its default params,
+    then the uploaded ones."""
     entries = []
     for plugin in DATASETS:
         entry = plugin.catalog_entry()
-        entry.setdefault(
-            "modality", "image" if len(entry.get("input_shape", [])) == 3 else "tabular"
-        )
+        if info := _describe(plugin, plugin.default_params()):
+            entry |= {
+                "task": info.task,
+                "modality": info.modality,
+                "input_shape": list(info.input_shape),
+                "num_classes": info.num_outputs if info.task == "classification" else None,
+            }
         entries.append(entry)
     return entries + list(uploads or [])

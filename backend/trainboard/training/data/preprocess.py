@@ -15,8 +15,11 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from trainboard.training.data.tables import as_columns
+from trainboard.training.data.types import RawData
 
-def fit(raw: Any, train_idx: np.ndarray) -> dict[str, Any]:
+
+def fit(raw: RawData, train_idx: np.ndarray) -> dict[str, Any]:
     """Fit the preprocessing that suits `raw`'s modality on the training rows only."""
     if raw.modality == "tokens":
         return {"kind": "tokens", "vocab_size": raw.vocab_size}
@@ -32,7 +35,7 @@ def fit(raw: Any, train_idx: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _fit_columns(raw: Any, train_idx: np.ndarray) -> dict[str, Any]:
+def _fit_columns(raw: RawData, train_idx: np.ndarray) -> dict[str, Any]:
     table = raw.features  # dict column -> np.ndarray (float for numeric, object for categorical)
     numeric = [c for c in raw.columns if table[c].dtype.kind == "f"]
     categorical = [c for c in raw.columns if c not in numeric]
@@ -85,8 +88,6 @@ def apply(state: dict[str, Any], features: Any) -> torch.Tensor:
 
 
 def _apply_columns(state: dict[str, Any], table: Any) -> torch.Tensor:
-    from trainboard.training.data.tables import as_columns
-
     columns = as_columns(table, state["numeric"] + state["categorical"], numeric=state["numeric"])
     parts: list[torch.Tensor] = []
     if state["numeric"]:

@@ -9,7 +9,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from trainboard.training.data.bundle import DataInfo
+from trainboard.training.data.types import DataInfo
 from trainboard.training.registry import Plugin, Registry
 from trainboard.training.spec import ModelSpec
 
@@ -190,11 +190,12 @@ MODELS.add(Plugin("linear", "logistic / linear regression baseline", _linear))
 
 
 def build_model(spec: ModelSpec, info: DataInfo, *, max_parameters: int | None = None) -> nn.Module:
-    """The model `spec` names, sized for `info`; IncompatibleData when it cannot take the data,
-    ModelTooLarge (before any memory is taken) when it has more than `max_parameters`."""
+    """The model `spec` names, sized for `info`; ValueError for an unknown name or bad params,
+    IncompatibleData when it cannot take the data, ModelTooLarge (before any memory is taken)
+    when it has more than `max_parameters`."""
     if max_parameters is not None:
         check_model_size(spec, info, max_parameters=max_parameters)
-    return MODELS.get(spec.name).factory(spec.params, info)
+    return MODELS.get(spec.name).factory(MODELS.validate_params(spec.name, spec.params), info)
 
 
 def model_outline(spec: ModelSpec, info: DataInfo) -> nn.Module:
@@ -215,12 +216,23 @@ def check_model_size(spec: ModelSpec, info: DataInfo, *, max_parameters: int) ->
     return outline
 
 
-def build_loss(task: str, choice: str) -> nn.Module:
-    """Cross-entropy for classification, MSE (or Huber) for regression."""
+LOSSES: dict[str, type[nn.Module]] = {
+    "cross_entropy": nn.CrossEntropyLoss,
+    "mse": nn.MSELoss,
+    "huber": nn.HuberLoss,
+}
+
+
+def loss_name(task: str, choice: str) -> str:
+    """The loss `choice` means for `task` ("auto": cross-entropy for classification, MSE for
+    regression); IncompatibleData when it does not fit the task."""
     if choice == "auto":
         choice = "cross_entropy" if task == "classification" else "mse"
     if (choice == "cross_entropy") != (task == "classification"):
         raise IncompatibleData(f"loss {choice!r} does not fit a {task} task")
-    return {"cross_entropy": nn.CrossEntropyLoss, "mse": nn.MSELoss, "huber": nn.HuberLoss}[
-        choice
-    ]()
+    return choice
+
+
+def build_loss(task: str, choice: str) -> nn.Module:
+    """Cross-entropy for classification, MSE (or Huber) for regression."""
+    return LOSSES[loss_name(task, choice)]()

@@ -1,49 +1,73 @@
-"""Recording one claimed run: its sinks (database, TensorBoard), its checkpoint files, and the
-status it ends with. A worker records what its run's process sends (`trainboard.channel`);
-`trainboard train` records in its own process (`execute_run`)."""
+"""Where an attempt's results are recorded: metrics and progress, TensorBoard event files,
+checkpoint files and rows, and the status the run ends with.
+
+A worker and `trainboard train` talk to this side through one port, `Recordings` (open an
+attempt's `Recording`, record its end). `LocalRecordings`, this module's adapter, writes this
+machine's database, TensorBoard files and checkpoint folder; a worker that records through the
+server over HTTP is another adapter of the same port."""
 
 from __future__ import annotations
 
 import math
-import sys
 import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
-from trainboard.channel import Failure
 from trainboard.config import Settings
 from trainboard.db import reader, session_scope
 from trainboard.models import RunStatus
-from trainboard.stop import StopFlag
 from trainboard.store import queue
 from trainboard.store.checkpoints import committed_checkpoints, sync_checkpoints
 from trainboard.store.metrics import add_metrics
 from trainboard.store.runs import get_run
 from trainboard.training.checkpoint import CheckpointEntry, CheckpointManager
-from trainboard.training.loop import train
+from trainboard.training.exits import End, Exit, Failure, RecordingLost
+from trainboard.training.runnable import validate_names
 from trainboard.training.sinks import (
     CheckpointFiles,
-    ConsoleSink,
+    CheckpointWriter,
     EpochReport,
-    Exit,
     FanOut,
-    Outcome,
     Sink,
     TensorBoardSink,
 )
 from trainboard.training.spec import RunSpec, spec_paths
+from trainboard.worker.job import Job
 
 STEP_FLUSH_SECONDS = 1.0
 BATCH_SECONDS = 0.25
 
 
-class RunTakenOver(Exception):
+class RunTakenOver(RecordingLost):
     """Another attempt holds the run now; this one must stop without writing."""
+
+
+class Recording(Protocol):
+    """One attempt's recording side: the job it trains, and where its reports go."""
+
+    job: Job
+    sink: Sink
+    checkpoints: CheckpointWriter
+
+    def flush_due(self) -> None:
+        """Write what has waited long enough (called between reports and on a timer)."""
+
+    def release(self) -> None:
+        """Write what is still pending and close files, also after an error."""
+
+
+class Recordings(Protocol):
+    """The port between whatever trains a claimed run and wherever its results are kept."""
+
+    def open(self, run_id: int, attempt: int, device: str) -> Recording:
+        """The recording of a claimed attempt; raises when its spec can no longer run."""
+
+    def end(self, run_id: int, attempt: int, end: End) -> RunStatus | None:
+        """Give the run the status `end` calls for; None when another attempt holds it now."""
 
 
 class StoreSink:
@@ -141,7 +165,7 @@ class StoreSink:
         self.checkpoints = entries  # the latest list is the whole truth
         self.flush_due()
 
-    def close(self, outcome: Outcome | None) -> None:
+    def close(self, end: End) -> None:
         self.flush()
 
 
@@ -159,61 +183,27 @@ class HeldCheckpointFiles(CheckpointFiles):
 
 
 @dataclass
-class RunRecording:
-    """Where one attempt's reports are written, and where it starts from."""
+class LocalRecording:
+    """An attempt recorded on this machine: database rows, TensorBoard files, checkpoints."""
 
-    spec: RunSpec
+    job: Job
     store: StoreSink
     tensorboard: TensorBoardSink
     sink: Sink
     checkpoints: CheckpointFiles
-    resume_from: Path | None
-    start_epoch: int
+
+    def flush_due(self) -> None:
+        self.store.flush_due()
 
     def release(self) -> None:
-        """Store what is still pending and close the event file, also after an error."""
         try:
-            self.store.close(None)
+            self.store.flush()
         except RunTakenOver:
             pass  # the successor records from here on
         except Exception:
             traceback.print_exc()  # nothing more can be stored; the run's end says why
         finally:
             self.tensorboard.writer.close()  # closing twice is harmless
-
-
-def open_recording(
-    settings: Settings, engine: Engine, run_id: int, attempt: int, *, batch_seconds: float = 0.0
-) -> RunRecording:
-    """The sinks and checkpoint files of a claimed run (`batch_seconds`: see StoreSink), and
-    where it resumes: its latest committed checkpoint. Raises if its spec no longer validates
-    (a plugin was uninstalled, say); the caller fails the run."""
-    with session_scope(reader(engine)) as session:
-        run = get_run(session, run_id=run_id)
-        stored, start_epoch = run.spec, run.epoch
-        committed = committed_checkpoints(session, run_id=run_id)
-    spec = RunSpec.model_validate(stored)
-    run_dir = settings.run_dir(run_id)
-    folder = run_dir / "checkpoints"
-    kept = [e for e in committed if (folder / f"{e.name}.pt").is_file()]
-    manager = CheckpointManager(folder, spec.checkpoint, kept, defer_deletes=True)
-    hparams = {
-        k: v
-        for k, v in spec_paths(spec.model_dump(mode="json")).items()
-        if isinstance(v, int | float | str | bool)
-    }
-    store = StoreSink(engine, run_id, attempt, batch_seconds=batch_seconds, files=manager)
-    tensorboard = TensorBoardSink(run_dir / "tensorboard", hparams)
-    sink = FanOut(store, tensorboard)
-    checkpoints = HeldCheckpointFiles(manager, sink, store)
-    return RunRecording(
-        spec, store, tensorboard, sink, checkpoints, manager.latest_path(), start_epoch
-    )
-
-
-def describe_start(run_id: int, attempt: int, device: str, resume_from: Path | None) -> str:
-    resuming = f", resuming from {resume_from.name}" if resume_from else ""
-    return f"run {run_id} attempt {attempt} on {device}{resuming}"
 
 
 EXIT_STATUS = {
@@ -225,61 +215,64 @@ EXIT_STATUS = {
 }
 
 
-def record_end(
-    engine: Engine, *, run_id: int, attempt: int, end: Outcome | Failure
-) -> RunStatus | None:
-    """Give the run the status its end calls for; None when another attempt holds it now."""
-    if isinstance(end, Failure):
-        status, error, summary = RunStatus.failed, end.message, None
-    else:
-        status, error, summary = EXIT_STATUS[end.exit], end.message or None, end.summary
-        if end.exit is Exit.early_stopped:
-            error, summary = None, {**summary, "early_stopped": end.message}
-    with session_scope(engine) as session:
-        if not queue.finish_run(
-            session, run_id=run_id, attempt=attempt, status=status, error=error, summary=summary
-        ):
-            return None
-    return status
+@dataclass
+class LocalRecordings:
+    """The local adapter of `Recordings`. `batch_seconds`: see StoreSink."""
 
+    settings: Settings
+    engine: Engine
+    batch_seconds: float = 0.0
 
-def execute_run(
-    settings: Settings,
-    engine: Engine,
-    *,
-    run_id: int,
-    attempt: int,
-    device: str,
-    stop: StopFlag,
-) -> RunStatus | None:
-    """Train a claimed run in this process, recording as it goes, and record how it ended.
-    Returns the final status, or None when the run was taken over by another attempt."""
-    recording: RunRecording | None = None
-    try:
-        recording = open_recording(settings, engine, run_id, attempt)
-        print(describe_start(run_id, attempt, device, recording.resume_from), flush=True)
-        console = ConsoleSink(recording.spec.epochs, recording.start_epoch, stream=sys.stdout)
-        end: Outcome | Failure = train(
-            recording.spec,
-            run_dir=settings.run_dir(run_id),
-            sink=FanOut(recording.sink, console),
-            checkpoints=recording.checkpoints,
-            should_stop=stop,
-            resume_from=recording.resume_from,
-            uploads_dir=settings.uploads_dir,
-            max_parameters=settings.max_model_parameters,
-            device=device,
+    def open(self, run_id: int, attempt: int, device: str) -> LocalRecording:
+        """The sinks and checkpoint files of a claimed run, and where it resumes: its latest
+        committed checkpoint. Raises if its spec no longer validates (a plugin was
+        uninstalled, say); the caller ends the run with that failure."""
+        with session_scope(reader(self.engine)) as session:
+            run = get_run(session, run_id=run_id)
+            stored, start_epoch = run.spec, run.epoch
+            committed = committed_checkpoints(session, run_id=run_id)
+        spec = validate_names(RunSpec.model_validate(stored))
+        run_dir = self.settings.run_dir(run_id)
+        folder = run_dir / "checkpoints"
+        kept = [e for e in committed if (folder / f"{e.name}.pt").is_file()]
+        manager = CheckpointManager(folder, spec.checkpoint, kept, defer_deletes=True)
+        hparams = {
+            k: v
+            for k, v in spec_paths(spec.model_dump(mode="json")).items()
+            if isinstance(v, int | float | str | bool)
+        }
+        store = StoreSink(
+            self.engine, run_id, attempt, batch_seconds=self.batch_seconds, files=manager
         )
-    except RunTakenOver as exc:
-        print(f"stopping: {exc}", flush=True)
-        return None
-    except Exception as exc:
-        traceback.print_exc()
-        end = Failure.from_exception(exc)
-    finally:
-        if recording is not None:
-            recording.release()
-    status = record_end(engine, run_id=run_id, attempt=attempt, end=end)
-    if status is not None:
-        print(f"run {run_id} {status.value}" + (f": {end.message}" if end.message else ""))
-    return status
+        tensorboard = TensorBoardSink(run_dir / "tensorboard", hparams)
+        sink = FanOut(store, tensorboard)
+        job = Job(
+            run_id=run_id,
+            attempt=attempt,
+            device=device,
+            spec=spec.model_dump(mode="json"),
+            run_dir=run_dir,
+            uploads_dir=self.settings.uploads_dir,
+            resume_from=manager.latest_path(),
+            start_epoch=start_epoch,
+            max_parameters=self.settings.max_model_parameters,
+            torch_threads=self.settings.torch_threads,
+        )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return LocalRecording(
+            job, store, tensorboard, sink, HeldCheckpointFiles(manager, sink, store)
+        )
+
+    def end(self, run_id: int, attempt: int, end: End) -> RunStatus | None:
+        if isinstance(end, Failure):
+            status, error, summary = RunStatus.failed, end.message, None
+        else:
+            status, error, summary = EXIT_STATUS[end.exit], end.message or None, end.summary
+            if end.exit is Exit.early_stopped:
+                error, summary = None, {**summary, "early_stopped": end.message}
+        with session_scope(self.engine) as session:
+            if not queue.finish_run(
+                session, run_id=run_id, attempt=attempt, status=status, error=error, summary=summary
+            ):
+                return None
+        return status

@@ -18,14 +18,15 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
 import torch
 
 from trainboard.training.checkpoint import CheckpointEntry
-from trainboard.training.sinks import CheckpointWriter, EpochReport, Outcome, Sink
+from trainboard.training.exits import End, RecordingLost
+from trainboard.training.sinks import CheckpointWriter, EpochReport, Sink
 
 PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged pipe
 
@@ -84,25 +85,19 @@ def unpack(value: Any) -> Any:
     return map_leaves(value, _unpack_tensor)
 
 
-@dataclass
-class Failure:
-    """The run raised: its message (the traceback is in the run's log)."""
-
-    message: str
-
-    @classmethod
-    def from_exception(cls, exc: BaseException) -> Failure:
-        return cls(f"{type(exc).__name__}: {exc}")
-
-
 class ChannelSink:
-    """The training process's end: a Sink and a CheckpointWriter that send what they get."""
+    """The training process's end: a Sink and a CheckpointWriter that send what they get.
+    When the worker has gone away, sending raises RecordingLost."""
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
     def _send(self, *message: Any) -> None:
-        self.connection.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self.connection.send_bytes(data)
+        except BrokenPipeError:
+            raise RecordingLost("the worker went away") from None
 
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
         self._send("step", step, dict(metrics))
@@ -116,12 +111,8 @@ class ChannelSink:
     def save(self, state: dict[str, Any], *, epoch: int, metrics: dict[str, float]) -> None:
         self._send("checkpoint", pack(state), epoch, metrics)
 
-    def close(self, outcome: Outcome | None) -> None:
-        if outcome is not None:  # else the caller sends the Failure
-            self._send("end", outcome)
-
-    def close_with(self, failure: Failure) -> None:
-        self._send("end", failure)
+    def close(self, end: End) -> None:
+        self._send("end", end)
 
 
 END_OF_CHANNEL = object()
@@ -174,7 +165,7 @@ class Recorder:
         self, sink: Sink, checkpoints: CheckpointWriter, flush: Callable[[], None] = lambda: None
     ) -> None:
         self.sink, self.checkpoints, self.flush = sink, checkpoints, flush
-        self.end: Outcome | Failure | None = None
+        self.end: End | None = None
 
     def handle(self, message: tuple[Any, ...]) -> None:
         kind, *body = message
@@ -190,7 +181,7 @@ class Recorder:
             self.checkpoints.save(unpack(state), epoch=epoch, metrics=metrics)
         elif kind == "end":
             self.end = body[0]
-            self.sink.close(self.end if isinstance(self.end, Outcome) else None)
+            self.sink.close(self.end)
         else:
             raise ValueError(f"unknown message from the run's process: {kind!r}")
 

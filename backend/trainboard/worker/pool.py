@@ -1,4 +1,4 @@
-"""Worker processes started by `trainboard serve --workers N` and stopped with it."""
+"""The workers of `trainboard serve --workers N`, started and stopped with the server."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from trainboard.lifetime import follow_parent
 STOP_GRACE_SECONDS = 30
 
 
-class EmbeddedWorkers:
+class WorkerPool:
+    """N `trainboard worker` processes that live and die with the server that started them."""
+
     def __init__(self, settings: Settings, count: int) -> None:
         self.settings, self.count = settings, count
         self.processes: list[subprocess.Popen[bytes]] = []

@@ -1,11 +1,12 @@
 """A worker: claims queued runs and trains each in a warm child process. This process never
-trains: it holds the run's lease by heartbeats and records what the child sends down its
-channel (metrics, checkpoints, the end), so the training loop never waits on a disk or a
-database."""
+trains: it holds the run's lease on a thread of its own and records what the child sends down
+its channel, so the training loop never waits on a disk or a database.
+
+`run_once` is one turn of the loop (recover lost runs, claim one, train it to its end), which
+tests call directly; `serve_forever` repeats it, backing off while the queue stays empty."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -17,7 +18,6 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -25,11 +25,12 @@ from trainboard.config import Settings
 from trainboard.db import session_scope
 from trainboard.store import queue
 from trainboard.store.workers import heartbeat_worker, register_worker
-
-if TYPE_CHECKING:
-    from trainboard.channel import Inbox, Recorder
+from trainboard.training.exits import End, Failure, RecordingLost
+from trainboard.worker.channel import Inbox, Recorder, open_channel, record
+from trainboard.worker.recording import BATCH_SECONDS, LocalRecordings, Recordings, RunTakenOver
 
 WORKER_HEARTBEAT_SECONDS = 2.0
+IDLE_WAIT_MAX_SECONDS = 1.0  # the longest wait between two looks at an empty queue
 
 
 def describe_exit(returncode: int) -> str:
@@ -63,6 +64,24 @@ class Child:
     process: subprocess.Popen[bytes]
     channel: Connection
 
+    @classmethod
+    def start(cls) -> Child:
+        read_fd, write_fd = open_channel()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trainboard.worker.child", "--channel", str(write_fd)],
+            stdin=subprocess.PIPE,
+            pass_fds=(write_fd,),
+            start_new_session=True,  # a Ctrl-C meant for the worker must not hit the run
+        )
+        os.close(write_fd)  # the child holds it now: its exit is our end of the channel
+        return cls(process, Connection(read_fd, writable=False))
+
+    def discard(self) -> None:
+        """Kill a child that holds no run yet."""
+        self.process.kill()
+        self.process.wait()
+        self.channel.close()
+
 
 @dataclass
 class Worker:
@@ -73,8 +92,13 @@ class Worker:
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     )
     stopping: threading.Event = field(default_factory=threading.Event)
+    recordings: Recordings | None = None  # by default this machine's database and files
     _warm: Child | None = None
-    _last_beat: float = 0.0
+    _last_beat: float = -float("inf")
+
+    def __post_init__(self) -> None:
+        if self.recordings is None:
+            self.recordings = LocalRecordings(self.settings, self.engine, BATCH_SECONDS)
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -98,31 +122,26 @@ class Worker:
 
     def prepare_child(self) -> Child:
         """Start the next run's process now, so it has imported torch before a run arrives."""
-        from trainboard.channel import open_channel
-
         if self._warm is None or self._warm.process.poll() is not None:
             if self._warm is not None:
                 self._warm.channel.close()
-            read_fd, write_fd = open_channel()
-            process = subprocess.Popen(
-                [sys.executable, "-m", "trainboard.runner", "--channel", str(write_fd)],
-                stdin=subprocess.PIPE,
-                pass_fds=(write_fd,),
-                start_new_session=True,  # a Ctrl-C meant for the worker must not hit the run
-            )
-            os.close(write_fd)  # the child holds it now: its exit is our end of the channel
-            self._warm = Child(process, Connection(read_fd, writable=False))
+            self._warm = Child.start()
         return self._warm
 
-    def run_once(self) -> bool:
-        """Recover lost runs, then claim and execute one queued run; False when none was queued."""
+    def run_once(self, now: float | None = None) -> bool:
+        """Recover runs whose lease ran out by `now` (default: the clock), then claim one queued
+        run and train it to its end; False when none was queued. Call it from a thread that
+        outlives the worker: the kernel stops a child whose starting thread has ended
+        (`lifetime.follow_parent`)."""
+        now = time.time() if now is None else now
         with session_scope(self.engine) as session:
-            queue.recover_expired_runs(session)
+            queue.recover_expired_runs(session, now=now)
             claim = queue.claim_next_run(
                 session,
                 worker_id=self.id,
                 device=self.device,
                 lease_seconds=self.settings.lease_seconds,
+                now=now,
             )
         if claim is None:
             self._beat("idle")
@@ -130,51 +149,36 @@ class Worker:
         run_id, attempt = claim
         self._beat("busy", run_id, force=True)
         try:
-            self._execute(run_id, attempt)
+            self._train(run_id, attempt)
         finally:
             self._beat("idle", force=True)
         return True
 
-    def _execute(self, run_id: int, attempt: int) -> None:
-        from trainboard.channel import Failure, Inbox, Recorder
-        from trainboard.execution import BATCH_SECONDS, RunTakenOver, open_recording, record_end
-
+    def _train(self, run_id: int, attempt: int) -> None:
+        """Hand the claimed attempt to a child, record what it sends, then record its end."""
+        assert self.recordings is not None
         try:
-            recording = open_recording(
-                self.settings, self.engine, run_id, attempt, batch_seconds=BATCH_SECONDS
-            )
+            recording = self.recordings.open(run_id, attempt, self.device)
         except Exception as exc:  # the spec no longer validates; the warm child stays for later
-            record_end(self.engine, run_id=run_id, attempt=attempt, end=Failure.from_exception(exc))
+            self.recordings.end(run_id, attempt, Failure.from_exception(exc))
             return
         child = self.prepare_child()
         self._warm = None
-        run_dir = self.settings.run_dir(run_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        job = {
-            "run_id": run_id,
-            "attempt": attempt,
-            "device": self.device,
-            "log_path": str(run_dir / "run.log"),
-            "settings": self.settings.model_dump_json(),
-            "spec": recording.spec.model_dump(mode="json"),
-            "resume_from": str(recording.resume_from) if recording.resume_from else None,
-            "start_epoch": recording.start_epoch,
-        }
         assert child.process.stdin is not None
-        child.process.stdin.write((json.dumps(job) + "\n").encode())
+        child.process.stdin.write(recording.job.to_line())
         child.process.stdin.close()
         if not self.stopping.is_set():
             self.prepare_child()  # the next run's process warms up while this one trains
-        recorder = Recorder(recording.sink, recording.checkpoints, recording.store.flush_due)
+        recorder = Recorder(recording.sink, recording.checkpoints, recording.flush_due)
         inbox = Inbox(child.channel)
-        end: Failure | None = None
+        end: End | None = None
         try:
             self._supervise(child.process, inbox, recorder, run_id, attempt)
         except BaseException as exc:
             child.process.kill()
             inbox.discard_rest()  # the reader ends at the child's exit
             child.process.wait()
-            if isinstance(exc, RunTakenOver):  # another attempt holds the run: write nothing
+            if isinstance(exc, RecordingLost):  # another attempt holds the run: write nothing
                 return
             if not isinstance(exc, Exception):
                 raise
@@ -184,7 +188,7 @@ class Worker:
             child.channel.close()
             recording.release()
         end = end or recorder.end or Failure(describe_exit(child.process.wait()))
-        record_end(self.engine, run_id=run_id, attempt=attempt, end=end)
+        self.recordings.end(run_id, attempt, end)
         child.process.wait()  # after its end is recorded: a torch process takes a while to exit
 
     def _supervise(
@@ -198,9 +202,6 @@ class Worker:
         """Record what the child sends until its channel closes. The lease is held on a thread
         of its own, so a long write (a big model's checkpoint) never lets it lapse. Raises
         RunTakenOver when another attempt took the run over."""
-        from trainboard.channel import record
-        from trainboard.execution import BATCH_SECONDS, RunTakenOver
-
         done, lost = threading.Event(), threading.Event()
         holder = threading.Thread(
             target=self._hold_lease,
@@ -263,19 +264,24 @@ class Worker:
                 signalled_stop = True
 
     def serve_forever(self) -> None:
-        """Repeat run_once until asked to stop, waiting `poll_seconds` when the queue is empty."""
+        """Repeat run_once until asked to stop. While the queue stays empty the wait between
+        looks doubles from `poll_seconds` up to IDLE_WAIT_MAX_SECONDS; a claimed run resets it."""
         self.register()
         self.prepare_child()
-        # The recording side's imports (torch, TensorBoard), while the child warms up too.
-        from trainboard import channel, execution  # noqa: F401
-
+        wait = self.settings.poll_seconds
         try:
             while not self.stopping.is_set():
-                if not self.run_once():
-                    self.stopping.wait(self.settings.poll_seconds)
+                if self.run_once():
+                    wait = self.settings.poll_seconds
+                    continue
+                self.stopping.wait(wait)
+                wait = min(wait * 2, max(IDLE_WAIT_MAX_SECONDS, self.settings.poll_seconds))
         finally:
-            if self._warm is not None:
-                self._warm.process.kill()  # it holds no run yet
-                self._warm.process.wait()
-                self._warm.channel.close()
-            self._beat("stopped", force=True)
+            self.close()
+
+    def close(self) -> None:
+        """Stop the warm child (it holds no run yet) and mark this worker stopped."""
+        if self._warm is not None:
+            self._warm.discard()
+            self._warm = None
+        self._beat("stopped", force=True)

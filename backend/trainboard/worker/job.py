@@ -1,0 +1,88 @@
+"""A job: one attempt at a run, as a worker hands it to the process that trains it, and
+`run_job`, the one function that trains an attempt to its end, in a worker's child process or
+in `trainboard train` alike."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from trainboard.training.exits import End, Failure, RecordingLost
+from trainboard.training.loop import StopCheck, train
+from trainboard.training.runnable import validate_names
+from trainboard.training.sinks import CheckpointWriter, ConsoleSink, FanOut, Sink
+from trainboard.training.spec import RunSpec
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything the training process needs and nothing it must look up: the stored spec (as
+    JSON), the run's folder, the checkpoint it resumes from and the epoch it starts after."""
+
+    run_id: int
+    attempt: int
+    device: str
+    spec: dict[str, Any]
+    run_dir: Path
+    uploads_dir: Path
+    resume_from: Path | None = None
+    start_epoch: int = 0
+    max_parameters: int | None = None
+    torch_threads: int = 0  # 0: the process chooses (see child.torch_threads)
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "run.log"
+
+    def describe(self) -> str:
+        resuming = f", resuming from {self.resume_from.name}" if self.resume_from else ""
+        return f"run {self.run_id} attempt {self.attempt} on {self.device}{resuming}"
+
+    def to_line(self) -> bytes:
+        """One line of JSON: how the job crosses to the child's stdin."""
+        return (json.dumps(asdict(self), default=str) + "\n").encode()
+
+    @classmethod
+    def from_line(cls, line: str | bytes) -> Job:
+        fields = json.loads(line)
+        for name in ("run_dir", "uploads_dir", "resume_from"):
+            fields[name] = Path(fields[name]) if fields[name] is not None else None
+        return cls(**fields)
+
+
+def run_job(job: Job, *, sink: Sink, checkpoints: CheckpointWriter, should_stop: StopCheck) -> End:
+    """Train `job` with a progress bar on stdout, reporting through `sink`, and return how it
+    ended. Either the loop closes `sink` with its Outcome, or this closes it with the Failure
+    of whatever raised (the traceback goes to stderr, the run's log in a child). RecordingLost
+    propagates: nothing more may be recorded for this attempt."""
+    closing: Sink = sink
+    try:
+        spec = validate_names(RunSpec.model_validate(job.spec))
+        closing = FanOut(sink, ConsoleSink(spec.epochs, job.start_epoch, stream=sys.stdout))
+        return train(
+            spec,
+            run_dir=job.run_dir,
+            sink=closing,
+            checkpoints=checkpoints,
+            should_stop=should_stop,
+            resume_from=job.resume_from,
+            uploads_dir=job.uploads_dir,
+            max_parameters=job.max_parameters,
+            device=job.device,
+        )
+    except RecordingLost:
+        raise
+    except Exception as exc:
+        traceback.print_exc()
+        failure = Failure.from_exception(exc)
+        try:
+            closing.close(failure)
+        except RecordingLost:
+            raise
+        except Exception:  # the sink's own failure (a full disk, say) is what ended the run
+            traceback.print_exc()
+        return failure
