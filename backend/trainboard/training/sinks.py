@@ -103,45 +103,43 @@ BINS = 64
 
 class TensorBoardSink:
     """Scalars under the API's names and x; the reported weights and gradients as histograms;
-    hparams at the end."""
+    hparams at the end. Each epoch is flushed, so `tensorboard --logdir` shows it."""
 
     def __init__(self, logdir: Path, hparams: dict[str, Any]) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+        from trainboard.training.eventfile import EventFile
 
-        self.writer = SummaryWriter(log_dir=str(logdir), flush_secs=5)
+        self.events = EventFile(logdir)
         self.hparams = hparams
 
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
         for key, value in metrics.items():
-            self.writer.add_scalar(key, value, step)
+            self.events.add_scalar(key, value, step)
 
     def log_epoch(self, report: EpochReport) -> None:
         for key, value in report.metrics.items():
-            self.writer.add_scalar(key, value, report.epoch)
+            self.events.add_scalar(key, value, report.epoch)
         for prefix, tensors in (("weights", report.weights), ("grads", report.grads)):
             for name, tensor in tensors.items():
-                self.writer.add_histogram(f"{prefix}/{name}", tensor, report.epoch, bins=BINS)
+                self.events.add_histogram(f"{prefix}/{name}", tensor, report.epoch, bins=BINS)
+        self.events.flush()
 
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
         pass
 
     def close(self, end: End) -> None:
-        from torch.utils.tensorboard.summary import hparams
-
         if isinstance(end, Failure):
-            self.writer.close()
+            self.events.close()
             return
         final = {
             f"hparam/{k}": float(v)
             for k, v in end.summary.items()
             if isinstance(v, int | float) and math.isfinite(v)
         }
-        # Written into this run's own event file (add_hparams would make a sub-folder).
-        for summary in hparams(self.hparams, final):
-            self.writer.file_writer.add_summary(summary)
+        # In this run's own event file, where the HParams dashboard looks for its session.
+        self.events.add_hparams(self.hparams, final)
         for key, value in final.items():
-            self.writer.add_scalar(key, value, end.epoch)
-        self.writer.close()
+            self.events.add_scalar(key, value, end.epoch)
+        self.events.close()
 
 
 class ConsoleSink:

@@ -42,9 +42,21 @@ def open_channel() -> tuple[int, int]:
 
 
 class PackedTensor(NamedTuple):
+    """A tensor as its raw bytes; unpickled, it is a tensor again (no walk over the message)."""
+
     dtype: torch.dtype
     shape: tuple[int, ...]
     data: Any  # numpy uint8 array; pickling copies its bytes
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (unpack_tensor, (self.dtype, self.shape, self.data))
+
+
+def unpack_tensor(dtype: torch.dtype, shape: tuple[int, ...], data: Any) -> torch.Tensor:
+    """The tensor a PackedTensor holds, on the CPU."""
+    if not data.size:  # an empty array has no strides to view through
+        return torch.empty(shape, dtype=dtype)
+    return torch.from_numpy(data).view(dtype).reshape(shape)
 
 
 def map_leaves(value: Any, leaf: Callable[[Any], Any]) -> Any:
@@ -67,22 +79,10 @@ def _pack_tensor(value: Any) -> Any:
     return PackedTensor(value.dtype, tuple(value.shape), flat.view(torch.uint8).numpy())
 
 
-def _unpack_tensor(value: Any) -> Any:
-    if not isinstance(value, PackedTensor):
-        return value
-    if not value.data.size:  # an empty array has no strides to view through
-        return torch.empty(value.shape, dtype=value.dtype)
-    return torch.from_numpy(value.data).view(value.dtype).reshape(value.shape)
-
-
 def pack(value: Any) -> Any:
-    """`value` with every dense tensor in it replaced by a PackedTensor (dicts, lists, tuples)."""
+    """`value` with every dense tensor in it replaced by a PackedTensor (dicts, lists, tuples),
+    which pickles as its bytes and unpickles as a tensor on the CPU."""
     return map_leaves(value, _pack_tensor)
-
-
-def unpack(value: Any) -> Any:
-    """The inverse of `pack`: tensors on the CPU."""
-    return map_leaves(value, _unpack_tensor)
 
 
 class ChannelSink:
@@ -172,13 +172,10 @@ class Recorder:
         if kind == "step":
             self.sink.log_step(*body)
         elif kind == "epoch":
-            report: EpochReport = body[0]
-            self.sink.log_epoch(
-                replace(report, weights=unpack(report.weights), grads=unpack(report.grads))
-            )
+            self.sink.log_epoch(body[0])
         elif kind == "checkpoint":
             state, epoch, metrics = body
-            self.checkpoints.save(unpack(state), epoch=epoch, metrics=metrics)
+            self.checkpoints.save(state, epoch=epoch, metrics=metrics)
         elif kind == "end":
             self.end = body[0]
             self.sink.close(self.end)

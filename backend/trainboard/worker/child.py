@@ -18,7 +18,6 @@ from trainboard.worker.stop import StopFlag
 
 def warm_up() -> None:
     import torch
-    import torch.utils.tensorboard
 
     from trainboard.worker import job  # noqa: F401  (the loop, models, data sets, optimizers)
 

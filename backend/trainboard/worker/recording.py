@@ -203,7 +203,7 @@ class LocalRecording:
         except Exception:
             traceback.print_exc()  # nothing more can be stored; the run's end says why
         finally:
-            self.tensorboard.writer.close()  # closing twice is harmless
+            self.tensorboard.events.close()  # closing twice is harmless
 
 
 EXIT_STATUS = {
