@@ -292,3 +292,18 @@ def test_an_older_sqlite_database_migrates_keeping_its_runs_and_metrics(home: Pa
     assert series.values == [0.5]
     assert new_run(engine) == second + 1
     engine.dispose()
+
+
+def test_an_idle_worker_sees_work_only_when_a_run_is_queued_or_a_lease_ran_out(
+    engine: Engine,
+) -> None:
+    def has_work(now: float | None = None) -> bool:
+        with session_scope(engine) as session:
+            return queue.has_work(session, now=now)
+
+    assert not has_work()
+    run_id = new_run(engine)
+    assert has_work()
+    assert claim(engine, lease=30) == (run_id, 1)
+    assert not has_work()  # running, and its lease holds
+    assert has_work(now=time.time() + 60)  # ... until it runs out

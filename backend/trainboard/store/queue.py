@@ -74,6 +74,22 @@ def claim_run(session: Session, *, run_id: int, worker_id: str, device: str) -> 
     return None if claim is None else claim[1]
 
 
+def has_work(session: Session, *, now: float | None = None) -> bool:
+    """Whether a job is queued or a running one's lease ran out by `now`: a read, so an idle
+    worker's look at the queue never takes the write lock."""
+    now = time.time() if now is None else now
+    row = session.exec(
+        select(col(Run.id))
+        .where(
+            col(Run.kind) == RunKind.job,
+            (col(Run.status) == RunStatus.queued)
+            | ((col(Run.status) == RunStatus.running) & (col(Run.lease_expires_at) < now)),
+        )
+        .limit(1)
+    ).first()
+    return row is not None
+
+
 def _guard(run_id: int, attempt: int) -> Any:
     return update(Run).where(
         col(Run.id) == run_id, col(Run.attempt) == attempt, col(Run.status) == RunStatus.running

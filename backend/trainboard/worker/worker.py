@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 from sqlalchemy import Engine
 
 from trainboard.config import Settings
-from trainboard.db import session_scope
+from trainboard.db import reader, session_scope
 from trainboard.store import queue
 from trainboard.store.workers import heartbeat_worker, register_worker
 from trainboard.training.exits import End, Failure, RecordingLost
@@ -30,7 +30,10 @@ from trainboard.worker.channel import Inbox, Recorder, open_channel, record
 from trainboard.worker.recording import BATCH_SECONDS, LocalRecordings, Recordings, RunTakenOver
 
 WORKER_HEARTBEAT_SECONDS = 2.0
-IDLE_WAIT_MAX_SECONDS = 1.0  # the longest wait between two looks at an empty queue
+# An idle worker looks at the queue every poll_seconds for this long after its last run, so a
+# run submitted soon after another starts as promptly; then it backs off, doubling its wait.
+IDLE_GRACE_SECONDS = 30.0
+IDLE_WAIT_MAX_SECONDS = 2.0
 
 
 def describe_exit(returncode: int) -> str:
@@ -134,6 +137,11 @@ class Worker:
         outlives the worker: the kernel stops a child whose starting thread has ended
         (`lifetime.follow_parent`)."""
         now = time.time() if now is None else now
+        with session_scope(reader(self.engine)) as session:
+            work = queue.has_work(session, now=now)
+        if not work:
+            self._beat("idle")
+            return False
         with session_scope(self.engine) as session:
             queue.recover_expired_runs(session, now=now)
             claim = queue.claim_next_run(
@@ -264,18 +272,20 @@ class Worker:
                 signalled_stop = True
 
     def serve_forever(self) -> None:
-        """Repeat run_once until asked to stop. While the queue stays empty the wait between
-        looks doubles from `poll_seconds` up to IDLE_WAIT_MAX_SECONDS; a claimed run resets it."""
+        """Repeat run_once until asked to stop. While the queue is empty the worker looks every
+        `poll_seconds` for IDLE_GRACE_SECONDS after its last run, then backs off, doubling its
+        wait up to IDLE_WAIT_MAX_SECONDS; a claimed run resets it."""
         self.register()
         self.prepare_child()
-        wait = self.settings.poll_seconds
+        wait, idle_since = self.settings.poll_seconds, time.monotonic()
         try:
             while not self.stopping.is_set():
                 if self.run_once():
-                    wait = self.settings.poll_seconds
+                    wait, idle_since = self.settings.poll_seconds, time.monotonic()
                     continue
                 self.stopping.wait(wait)
-                wait = min(wait * 2, max(IDLE_WAIT_MAX_SECONDS, self.settings.poll_seconds))
+                if time.monotonic() - idle_since > IDLE_GRACE_SECONDS:
+                    wait = min(wait * 2, max(IDLE_WAIT_MAX_SECONDS, self.settings.poll_seconds))
         finally:
             self.close()
 
