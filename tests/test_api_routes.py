@@ -72,3 +72,23 @@ def test_with_a_token_every_api_route_asks_for_it(tmp_path: Path) -> None:
         assert client.get("/api/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
         ok = client.get("/api/runs", headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and ok.json()["total"] == 0
+
+
+def test_a_runs_size_is_the_recorded_one_not_a_walk_of_its_folder(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    home = tmp_path_factory.mktemp("size-home")
+    with TestClient(create_app(Settings(home=home))) as client:
+        rid = client.post("/api/runs", json={"kind": "external", "name": "sized"}).json()["id"]
+        content = b"x" * 1234
+        uploaded = client.post(
+            f"/api/runs/{rid}/checkpoints",
+            files={"file": ("c.pt", content)},
+            data={"epoch": "1"},
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        assert client.get(f"/api/runs/{rid}").json()["disk_bytes"] == len(content)
+        # A file trainboard did not write is not counted until trainboard writes again.
+        (home / "runs" / str(rid) / "stray.bin").write_bytes(b"y" * 100)
+        listed = client.get("/api/runs").json()["items"]
+        assert [r["disk_bytes"] for r in listed if r["id"] == rid] == [len(content)]

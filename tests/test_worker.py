@@ -17,6 +17,7 @@ from trainboard.db import init_db, make_engine, session_scope
 from trainboard.models import Run
 from trainboard.store import queue
 from trainboard.store.checkpoints import list_checkpoints
+from trainboard.store.files import folder_bytes
 from trainboard.store.metrics import read_series
 from trainboard.store.runs import cancel_run, create_job_run, get_run
 from trainboard.worker.worker import Worker
@@ -110,6 +111,8 @@ def test_a_run_completes_with_its_metrics_checkpoints_and_log(
     assert "epoch-0002" in checkpoints
     log = (home / "runs" / str(run_id) / "run.log").read_text()
     assert f"run {run_id} attempt 1 on cpu" in log and "completed after epoch 2" in log
+    # Its size is recorded with its end, so listing runs walks no folder.
+    assert run.disk_bytes == folder_bytes(home / "runs" / str(run_id)) > len(log)
 
 
 def test_a_run_that_raises_in_its_child_fails_saying_why(worker: Worker, engine: Engine) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateTable
 from sqlmodel import Session, SQLModel
@@ -106,7 +106,8 @@ def _v2_run_ids_never_reused(connection: Connection) -> None:
     if "AUTOINCREMENT" in str(ddl):
         return
     table = Run.__table__
-    columns = ", ".join(c.name for c in table.columns)
+    old = {row[1] for row in connection.exec_driver_sql("PRAGMA table_info(run)")}
+    columns = ", ".join(c.name for c in table.columns if c.name in old)  # later steps add more
     create = str(CreateTable(table).compile(dialect=connection.dialect)).strip()
     connection.exec_driver_sql(create.replace("CREATE TABLE run ", "CREATE TABLE run_new ", 1))
     connection.exec_driver_sql(f"INSERT INTO run_new ({columns}) SELECT {columns} FROM run")
@@ -116,8 +117,20 @@ def _v2_run_ids_never_reused(connection: Connection) -> None:
         index.create(connection)
 
 
+def _v3_run_disk_bytes(connection: Connection) -> None:
+    """The run folder's size kept on the run, so listing runs walks no folder. Runs from
+    before have none (NULL): their size is measured when they are read."""
+    columns = {c["name"] for c in inspect(connection).get_columns("run")}
+    if "disk_bytes" not in columns:  # a schema made by step 1 or 2 of this version has it
+        connection.exec_driver_sql("ALTER TABLE run ADD COLUMN disk_bytes BIGINT")
+
+
 # Each step takes the schema from version i to i+1; append, never edit.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_run_ids_never_reused]
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _v1_initial,
+    _v2_run_ids_never_reused,
+    _v3_run_disk_bytes,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -75,6 +75,8 @@ class Run(SQLModel, table=True):
     summary: dict[str, Any] = SQLField(default_factory=dict, sa_column=Column(JSON, nullable=False))
     sweep_id: int | None = None
     eta_seconds: float | None = None
+    # The run folder's size as last recorded (progress, end, upload); None before that.
+    disk_bytes: int | None = SQLField(default=None, sa_column=Column(BigInteger, nullable=True))
     # Queue internals, never in a response.
     lease_expires_at: float | None = None
     cancel_requested: bool = False

@@ -16,7 +16,9 @@ from trainboard.models import Run
 from trainboard.schemas import CheckpointPublic
 from trainboard.store.checkpoints import find_checkpoint, list_checkpoints, sync_checkpoints
 from trainboard.store.errors import Conflict, NotFound, raise_if_disk_full
+from trainboard.store.files import folder_bytes
 from trainboard.store.metrics import require_writable
+from trainboard.store.runs import set_disk_bytes
 from trainboard.training.checkpoint import CheckpointEntry, atomic_write, checkpoint_name
 
 router = APIRouter(prefix="/runs/{run_id}/checkpoints", tags=["checkpoints"])
@@ -94,6 +96,7 @@ def upload_checkpoint(
         with db.write() as session:
             require_writable(session.get(Run, run.id), run.id, what="checkpoints")
             sync_checkpoints(session, run_id=run.id, attempt=None, entries=[entry])
+            set_disk_bytes(session, run_id=run.id, disk_bytes=folder_bytes(path.parents[1]))
             row = find_checkpoint(session, run_id=run.id, checkpoint_id=name)
     except BaseException:
         path.unlink(missing_ok=True)  # the file is ours (it did not exist): no row, no file

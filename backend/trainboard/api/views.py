@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-from pathlib import Path
-
 from trainboard.config import Settings
 from trainboard.models import Checkpoint, Run
 from trainboard.schemas import CheckpointPublic, RunPublic
-
-
-def folder_bytes(folder: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            with contextlib.suppress(OSError):  # removed while we walked
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
+from trainboard.store.files import folder_bytes
 
 
 def run_public(run: Run, settings: Settings) -> RunPublic:
+    """The run as the API shows it; its size as recorded (measured only for runs from before
+    sizes were recorded)."""
     data = run.model_dump()
-    return RunPublic.model_validate(
-        {**data, "disk_bytes": folder_bytes(settings.run_dir(run.id or 0))}
-    )
+    if data["disk_bytes"] is None:
+        data["disk_bytes"] = folder_bytes(settings.run_dir(run.id or 0))
+    return RunPublic.model_validate(data)
 
 
 def checkpoint_public(row: Checkpoint) -> CheckpointPublic:

@@ -1,8 +1,9 @@
 """Files written together with a database row: staged first, published with the row, gone
-with it when anything fails (a full disk included)."""
+with it when anything fails (a full disk included); and a folder's size, as runs record it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -53,3 +54,13 @@ class StagedFiles:
         if kind is not None:
             for path in self.published:
                 path.unlink(missing_ok=True)
+
+
+def folder_bytes(folder: Path) -> int:
+    """The bytes of the files under `folder` (0 when it does not exist)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):  # removed while we walked
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total

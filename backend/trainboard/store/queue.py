@@ -126,12 +126,12 @@ def report_progress(
     epoch: int,
     eta_seconds: float | None,
     summary: dict[str, Any],
+    disk_bytes: int | None = None,
 ) -> bool:
-    result = session.exec(
-        _guard(run_id, attempt).values(
-            epoch=epoch, eta_seconds=eta_seconds, summary=summary, status_seq=Run.status_seq + 1
-        )
-    )
+    values: dict[str, Any] = {"epoch": epoch, "eta_seconds": eta_seconds, "summary": summary}
+    if disk_bytes is not None:
+        values["disk_bytes"] = disk_bytes
+    result = session.exec(_guard(run_id, attempt).values(**values, status_seq=Run.status_seq + 1))
     return result.rowcount == 1
 
 
@@ -143,6 +143,7 @@ def finish_run(
     status: RunStatus,
     error: str | None = None,
     summary: dict[str, Any] | None = None,
+    disk_bytes: int | None = None,
 ) -> bool:
     """End the attempt with a final status, or put the run back in the queue (status queued)."""
     values: dict[str, Any] = {
@@ -156,6 +157,8 @@ def finish_run(
         values["finished_at"] = utcnow()
     if summary is not None:
         values["summary"] = summary
+    if disk_bytes is not None:
+        values["disk_bytes"] = disk_bytes
     return session.exec(_guard(run_id, attempt).values(**values)).rowcount == 1
 
 

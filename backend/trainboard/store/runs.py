@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import String, cast, func, or_
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, select, update
 
 from trainboard.models import (
     FINAL_STATUSES,
@@ -109,6 +109,11 @@ def update_run(session: Session, *, run_id: int, changes: RunUpdate) -> Run:
         if value is not None:
             setattr(run, field, value)
     return _publish(session, run)
+
+
+def set_disk_bytes(session: Session, *, run_id: int, disk_bytes: int) -> None:
+    """Record the size of the run's folder after a file was written into it."""
+    session.exec(update(Run).where(col(Run.id) == run_id).values(disk_bytes=disk_bytes))
 
 
 def cancel_run(session: Session, *, run_id: int) -> Run:

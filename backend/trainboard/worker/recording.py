@@ -13,6 +13,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
@@ -22,6 +23,7 @@ from trainboard.db import reader, session_scope
 from trainboard.models import RunStatus
 from trainboard.store import queue
 from trainboard.store.checkpoints import committed_checkpoints, sync_checkpoints
+from trainboard.store.files import folder_bytes
 from trainboard.store.metrics import add_metrics
 from trainboard.store.runs import get_run
 from trainboard.training.checkpoint import CheckpointEntry, CheckpointManager
@@ -92,9 +94,10 @@ class StoreSink:
         *,
         batch_seconds: float = 0.0,
         files: CheckpointManager | None = None,
+        run_dir: Path | None = None,
     ) -> None:
         self.engine, self.run_id, self.attempt = engine, run_id, attempt
-        self.batch_seconds, self.files = batch_seconds, files
+        self.batch_seconds, self.files, self.run_dir = batch_seconds, files, run_dir
         self.points: list[tuple[str, int, float | None, float | None]] = []
         self.progress: EpochReport | None = None
         self.checkpoints: list[CheckpointEntry] | None = None
@@ -115,6 +118,7 @@ class StoreSink:
                     epoch=self.progress.epoch,
                     eta_seconds=self.progress.eta_seconds,
                     summary=self.progress.summary,
+                    disk_bytes=None if self.run_dir is None else folder_bytes(self.run_dir),
                 )
             if ok and self.checkpoints is not None:
                 ok = sync_checkpoints(
@@ -242,7 +246,12 @@ class LocalRecordings:
             if isinstance(v, int | float | str | bool)
         }
         store = StoreSink(
-            self.engine, run_id, attempt, batch_seconds=self.batch_seconds, files=manager
+            self.engine,
+            run_id,
+            attempt,
+            batch_seconds=self.batch_seconds,
+            files=manager,
+            run_dir=run_dir,
         )
         tensorboard = TensorBoardSink(run_dir / "tensorboard", hparams)
         sink = FanOut(store, tensorboard)
@@ -270,9 +279,16 @@ class LocalRecordings:
             status, error, summary = EXIT_STATUS[end.exit], end.message or None, end.summary
             if end.exit is Exit.early_stopped:
                 error, summary = None, {**summary, "early_stopped": end.message}
+        disk_bytes = folder_bytes(self.settings.run_dir(run_id))
         with session_scope(self.engine) as session:
             if not queue.finish_run(
-                session, run_id=run_id, attempt=attempt, status=status, error=error, summary=summary
+                session,
+                run_id=run_id,
+                attempt=attempt,
+                status=status,
+                error=error,
+                summary=summary,
+                disk_bytes=disk_bytes,
             ):
                 return None
         return status
