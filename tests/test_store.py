@@ -22,6 +22,7 @@ from trainboard.store.runs import (
     get_run,
     list_runs,
     resume_run,
+    set_disk_bytes,
 )
 from trainboard.training.checkpoint import CheckpointEntry
 
@@ -273,8 +274,9 @@ def test_an_older_sqlite_database_migrates_keeping_its_runs_and_metrics(home: Pa
     first, second = new_run(engine), new_run(engine)
     with session_scope(engine) as session:
         add_metrics(session, run_id=first, points=[("loss", 1, 0.5, None)])
-    # As a version-1 database had it: the run table without AUTOINCREMENT.
+    # As a version-1 database had it: the run table without AUTOINCREMENT nor disk_bytes.
     with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE run DROP COLUMN disk_bytes")
         ddl = connection.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name='run'").scalar()
         connection.exec_driver_sql("PRAGMA writable_schema=ON")
         connection.exec_driver_sql(
@@ -291,7 +293,22 @@ def test_an_older_sqlite_database_migrates_keeping_its_runs_and_metrics(home: Pa
         series = read_series(session, run_id=first, keys=["loss"], max_points=10)["loss"]
     assert series.values == [0.5]
     assert new_run(engine) == second + 1
+    with session_scope(engine) as session:
+        assert get_run(session, run_id=first).disk_bytes is None  # measured when read
     engine.dispose()
+
+
+def test_a_version_2_database_gains_run_sizes(engine: Engine) -> None:
+    run_id = new_run(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE run DROP COLUMN disk_bytes")
+        connection.exec_driver_sql("UPDATE schema_version SET version = 2")
+    engine.dispose()
+    assert init_db(engine) == SCHEMA_VERSION
+    with session_scope(engine) as session:
+        set_disk_bytes(session, run_id=run_id, disk_bytes=123)
+    with session_scope(engine) as session:
+        assert get_run(session, run_id=run_id).disk_bytes == 123
 
 
 def test_an_idle_worker_sees_work_only_when_a_run_is_queued_or_a_lease_ran_out(
