@@ -1,4 +1,5 @@
-"""The process a worker trains each run in (`python -m trainboard.worker.child --channel FD`).
+"""The process a worker trains each run in (`python -m trainboard.worker.child --channel FD`),
+and `Child`, the worker's handle on it.
 
 It starts before there is a run to train: it imports torch and builds a throwaway optimizer (the
 first one loads torch._dynamo, ~1 s), then waits for one `Job` on stdin. It only trains: its
@@ -10,16 +11,66 @@ out-of-memory of one run away from the worker.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 from trainboard.lifetime import follow_parent
 from trainboard.worker.stop import StopFlag
 
 
+@dataclass
+class Child:
+    """A run's process and the read end of its channel."""
+
+    process: subprocess.Popen[bytes]
+    channel: Connection
+
+    @classmethod
+    def start(cls) -> Child:
+        from trainboard.worker.channel import open_channel
+
+        read_fd, write_fd = open_channel()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trainboard.worker.child", "--channel", str(write_fd)],
+            stdin=subprocess.PIPE,
+            pass_fds=(write_fd,),
+            start_new_session=True,  # a Ctrl-C meant for the worker must not hit the run
+        )
+        os.close(write_fd)  # the child holds it now: its exit is our end of the channel
+        return cls(process, Connection(read_fd, writable=False))
+
+    def discard(self) -> None:
+        """Kill a child that holds no run yet."""
+        self.process.kill()
+        self.process.wait()
+        self.channel.close()
+
+
+def describe_exit(returncode: int) -> str:
+    """Why a child that recorded no end is gone, from its exit status, for the run's error."""
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        hint = (
+            " (often out of memory)"
+            if name == "SIGKILL"
+            else " (a crash in native code)"
+            if name == "SIGSEGV"
+            else ""
+        )
+        return f"The run's process was killed by {name}{hint}; the full log has what it printed."
+    return (
+        f"The run's process exited with code {returncode} before recording a result; see the log."
+    )
+
+
 def warm_up() -> None:
+    """Load what every run needs, so a run starts training at once."""
     import torch
 
-    from trainboard.worker import job  # noqa: F401  (the loop, models, data sets, optimizers)
+    from trainboard.training import loop  # noqa: F401  (models, data sets, optimizers)
 
     layer = torch.nn.Linear(2, 1)
     torch.optim.AdamW(layer.parameters()).step()
@@ -43,8 +94,6 @@ def main() -> int:
     stop.install_signal_handlers()
     follow_parent()
     warm_up()
-    from multiprocessing.connection import Connection
-
     import torch
 
     from trainboard.training.exits import RecordingLost

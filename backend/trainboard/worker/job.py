@@ -9,13 +9,13 @@ import sys
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainboard.training.exits import End, Failure, RecordingLost
-from trainboard.training.loop import StopCheck, train
-from trainboard.training.runnable import validate_names
-from trainboard.training.sinks import CheckpointWriter, ConsoleSink, FanOut, Sink
-from trainboard.training.spec import RunSpec
+
+if TYPE_CHECKING:  # the loop's modules load torch: a Job is read before they are needed
+    from trainboard.training.loop import StopCheck
+    from trainboard.training.sinks import CheckpointWriter, Sink
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,11 @@ def run_job(job: Job, *, sink: Sink, checkpoints: CheckpointWriter, should_stop:
     ended. Either the loop closes `sink` with its Outcome, or this closes it with the Failure
     of whatever raised (the traceback goes to stderr, the run's log in a child). RecordingLost
     propagates: nothing more may be recorded for this attempt."""
+    from trainboard.training.loop import train
+    from trainboard.training.runnable import validate_names
+    from trainboard.training.sinks import ConsoleSink, FanOut
+    from trainboard.training.spec import RunSpec
+
     closing: Sink = sink
     try:
         spec = validate_names(RunSpec.model_validate(job.spec))

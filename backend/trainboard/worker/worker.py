@@ -11,13 +11,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -26,8 +25,11 @@ from trainboard.db import reader, session_scope
 from trainboard.store import queue
 from trainboard.store.workers import heartbeat_worker, register_worker
 from trainboard.training.exits import End, Failure, RecordingLost
-from trainboard.worker.channel import Inbox, Recorder, open_channel, record
-from trainboard.worker.recording import BATCH_SECONDS, LocalRecordings, Recordings, RunTakenOver
+from trainboard.worker.child import Child, describe_exit
+
+if TYPE_CHECKING:  # imported when first needed: they load torch (see serve_forever)
+    from trainboard.worker.channel import Inbox, Recorder
+    from trainboard.worker.recording import Recordings
 
 WORKER_HEARTBEAT_SECONDS = 2.0
 # An idle worker looks at the queue every poll_seconds for this long after its last run, so a
@@ -36,54 +38,12 @@ IDLE_GRACE_SECONDS = 30.0
 IDLE_WAIT_MAX_SECONDS = 2.0
 
 
-def describe_exit(returncode: int) -> str:
-    if returncode < 0:
-        name = signal.Signals(-returncode).name
-        hint = (
-            " (often out of memory)"
-            if name == "SIGKILL"
-            else " (a crash in native code)"
-            if name == "SIGSEGV"
-            else ""
-        )
-        return f"The run's process was killed by {name}{hint}; the full log has what it printed."
-    return (
-        f"The run's process exited with code {returncode} before recording a result; see the log."
-    )
-
-
 def resolve_worker_device(name: str) -> str:
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
-
-
-@dataclass
-class Child:
-    """A run's process and the read end of its channel."""
-
-    process: subprocess.Popen[bytes]
-    channel: Connection
-
-    @classmethod
-    def start(cls) -> Child:
-        read_fd, write_fd = open_channel()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "trainboard.worker.child", "--channel", str(write_fd)],
-            stdin=subprocess.PIPE,
-            pass_fds=(write_fd,),
-            start_new_session=True,  # a Ctrl-C meant for the worker must not hit the run
-        )
-        os.close(write_fd)  # the child holds it now: its exit is our end of the channel
-        return cls(process, Connection(read_fd, writable=False))
-
-    def discard(self) -> None:
-        """Kill a child that holds no run yet."""
-        self.process.kill()
-        self.process.wait()
-        self.channel.close()
 
 
 @dataclass
@@ -99,9 +59,13 @@ class Worker:
     _warm: Child | None = None
     _last_beat: float = -float("inf")
 
-    def __post_init__(self) -> None:
+    def recording_side(self) -> Recordings:
+        """Where runs are recorded: by default this machine's database and files."""
         if self.recordings is None:
+            from trainboard.worker.recording import BATCH_SECONDS, LocalRecordings
+
             self.recordings = LocalRecordings(self.settings, self.engine, BATCH_SECONDS)
+        return self.recordings
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -164,11 +128,13 @@ class Worker:
 
     def _train(self, run_id: int, attempt: int) -> None:
         """Hand the claimed attempt to a child, record what it sends, then record its end."""
-        assert self.recordings is not None
+        from trainboard.worker.channel import Inbox, Recorder
+
+        recordings = self.recording_side()
         try:
-            recording = self.recordings.open(run_id, attempt, self.device)
+            recording = recordings.open(run_id, attempt, self.device)
         except Exception as exc:  # the spec no longer validates; the warm child stays for later
-            self.recordings.end(run_id, attempt, Failure.from_exception(exc))
+            recordings.end(run_id, attempt, Failure.from_exception(exc))
             return
         child = self.prepare_child()
         self._warm = None
@@ -196,7 +162,7 @@ class Worker:
             child.channel.close()
             recording.release()
         end = end or recorder.end or Failure(describe_exit(child.process.wait()))
-        self.recordings.end(run_id, attempt, end)
+        recordings.end(run_id, attempt, end)
         child.process.wait()  # after its end is recorded: a torch process takes a while to exit
 
     def _supervise(
@@ -210,6 +176,9 @@ class Worker:
         """Record what the child sends until its channel closes. The lease is held on a thread
         of its own, so a long write (a big model's checkpoint) never lets it lapse. Raises
         RunTakenOver when another attempt took the run over."""
+        from trainboard.worker.channel import record
+        from trainboard.worker.recording import BATCH_SECONDS, RunTakenOver
+
         done, lost = threading.Event(), threading.Event()
         holder = threading.Thread(
             target=self._hold_lease,
@@ -277,6 +246,7 @@ class Worker:
         wait up to IDLE_WAIT_MAX_SECONDS; a claimed run resets it."""
         self.register()
         self.prepare_child()
+        self.recording_side()  # its imports (the loop's modules too) while the child warms up
         wait, idle_since = self.settings.poll_seconds, time.monotonic()
         try:
             while not self.stopping.is_set():
