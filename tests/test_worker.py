@@ -170,3 +170,18 @@ def test_a_dead_workers_run_is_recovered_at_the_given_now_and_finished(
     assert worker.run_once(now=time.time() + 120) is True
     run = run_row(engine, run_id)
     assert (run.status, run.attempt, run.worker) == ("completed", 2, worker.id)
+
+
+def test_a_run_whose_spec_cannot_run_any_more_fails_before_a_child_takes_it(
+    worker: Worker, engine: Engine
+) -> None:
+    run_id = queued(engine)
+    with session_scope(engine) as session:  # as if the model's plugin had been uninstalled
+        run = get_run(session, run_id=run_id)
+        run.spec = {**run.spec, "model": {"name": "gone-plugin", "params": {}}}
+        session.add(run)
+    warm = worker.prepare_child()
+    assert worker.run_once() is True
+    run = run_row(engine, run_id)
+    assert run.status == "failed" and "model.name: unknown model 'gone-plugin'" in run.error
+    assert worker.prepare_child() is warm  # the warm child waits for the next run

@@ -12,11 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlmodel import Session
 
 from trainboard.config import Settings
-from trainboard.models import UploadedDataset
-from trainboard.store.workers import list_workers
-from trainboard.training.data.catalog import DATASETS
-from trainboard.training.data.types import DataInfo
-from trainboard.training.data.uploads import upload_info
+from trainboard.store.workers import list_workers, upload_data_info
 from trainboard.training.runnable import SpecProblem, check_runnable, dataset_info, validate_names
 from trainboard.training.spec import RunSpec
 
@@ -40,19 +36,13 @@ def check_spec_references(session: Session, spec: RunSpec, settings: Settings) -
         # Located where the body's own validation puts its errors: under the run kind's tag.
         raise spec_error(["job", *problem.loc], problem.message, problem.value) from None
     try:
-        info = dataset_info(spec.dataset, upload=_upload_info(session, spec.dataset.name))
+        upload = upload_data_info(session, name=spec.dataset.name)
+        info = dataset_info(spec.dataset, upload=upload)
         check_runnable(spec, info, max_parameters=settings.max_model_parameters)
     except SpecProblem as problem:
         raise spec_error(list(problem.loc), problem.message, problem.value) from None
     check_device(session, spec.device)
     return spec
-
-
-def _upload_info(session: Session, name: str) -> DataInfo | None:
-    if name in DATASETS:
-        return None
-    upload = session.get(UploadedDataset, name)
-    return upload_info(upload.task, len(upload.columns)) if upload is not None else None
 
 
 def check_device(session: Session, device: str) -> None:

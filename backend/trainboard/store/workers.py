@@ -6,6 +6,8 @@ from sqlmodel import Session, col, select
 
 from trainboard.models import UploadedDataset, Worker, utcnow
 from trainboard.store.errors import Conflict
+from trainboard.training.data.types import DataInfo
+from trainboard.training.data.uploads import upload_info
 
 
 def register_worker(
@@ -46,3 +48,10 @@ def list_uploads(session: Session) -> list[UploadedDataset]:
     return list(
         session.exec(select(UploadedDataset).order_by(col(UploadedDataset.created_at))).all()
     )
+
+
+def upload_data_info(session: Session, *, name: str) -> DataInfo | None:
+    """What a model needs to know of the uploaded data set `name`, from its row; None when
+    there is no such upload."""
+    upload = session.get(UploadedDataset, name)
+    return None if upload is None else upload_info(upload.task, len(upload.columns))

@@ -26,9 +26,10 @@ from trainboard.store.checkpoints import committed_checkpoints, sync_checkpoints
 from trainboard.store.files import folder_bytes
 from trainboard.store.metrics import add_metrics
 from trainboard.store.runs import get_run
+from trainboard.store.workers import upload_data_info
 from trainboard.training.checkpoint import CheckpointEntry, CheckpointManager
 from trainboard.training.exits import End, Exit, Failure, RecordingLost
-from trainboard.training.runnable import validate_names
+from trainboard.training.runnable import check_runnable, dataset_info, validate_names
 from trainboard.training.sinks import (
     CheckpointFiles,
     CheckpointWriter,
@@ -233,9 +234,16 @@ class LocalRecordings:
         uninstalled, say); the caller ends the run with that failure."""
         with session_scope(reader(self.engine)) as session:
             run = get_run(session, run_id=run_id)
-            stored, start_epoch = run.spec, run.epoch
+            spec, start_epoch = RunSpec.model_validate(run.spec), run.epoch
             committed = committed_checkpoints(session, run_id=run_id)
-        spec = validate_names(RunSpec.model_validate(stored))
+            upload = upload_data_info(session, name=spec.dataset.name)
+        # The check the API made when the run was queued: a plugin may have gone since.
+        spec = validate_names(spec)
+        check_runnable(
+            spec,
+            dataset_info(spec.dataset, upload=upload),
+            max_parameters=self.settings.max_model_parameters,
+        )
         run_dir = self.settings.run_dir(run_id)
         folder = run_dir / "checkpoints"
         kept = [e for e in committed if (folder / f"{e.name}.pt").is_file()]
