@@ -35,7 +35,8 @@ from trainboard.training.models import build_model
 from trainboard.training.sinks import MemorySink
 from trainboard.training.spec import RunSpec
 from trainboard.worker.channel import ChannelSink, Inbox, Recorder, open_channel, record
-from trainboard.worker.recording import BATCH_SECONDS, LocalRecordings
+from trainboard.worker.recording import LocalRecordings
+from trainboard.worker.storesink import BATCH_SECONDS
 
 EPOCHS, BATCH, REPEATS = 20, 64, 5
 

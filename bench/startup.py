@@ -34,7 +34,8 @@ from trainboard.training.loop import train
 from trainboard.training.spec import RunSpec
 from trainboard.worker.channel import ChannelSink, Inbox, Recorder, open_channel, record
 from trainboard.worker.child import torch_threads
-from trainboard.worker.recording import BATCH_SECONDS, LocalRecordings
+from trainboard.worker.recording import LocalRecordings
+from trainboard.worker.storesink import BATCH_SECONDS
 
 REPEATS = 7
 RECORDED_EPOCHS = 30

@@ -178,3 +178,13 @@ def test_a_quiet_channel_gets_what_is_due_flushed_between_beats(tmp_path: Path) 
         sending.connection.close()
         recording.join(timeout=30)
     assert not recording.is_alive()
+
+
+def test_a_message_that_cannot_be_read_is_raised_not_taken_for_the_end() -> None:
+    read_fd, write_fd = open_channel()
+    inbox = Inbox(Connection(read_fd, writable=False))
+    sending = Connection(write_fd, readable=False)
+    sending.send_bytes(b"not a pickle")
+    with pytest.raises(pickle.UnpicklingError):
+        inbox.get(timeout=30)
+    sending.close()

@@ -13,11 +13,13 @@ from trainboard.db import session_scope
 from trainboard.models import RunStatus
 from trainboard.store import queue
 from trainboard.store.checkpoints import list_checkpoints
+from trainboard.store.files import folder_bytes
 from trainboard.store.metrics import read_series
-from trainboard.store.runs import create_job_run
+from trainboard.store.runs import create_job_run, get_run
 from trainboard.training.checkpoint import load_checkpoint
 from trainboard.training.sinks import EpochReport
-from trainboard.worker.recording import LocalRecording, LocalRecordings, RunTakenOver, StoreSink
+from trainboard.worker.recording import LocalRecording, LocalRecordings
+from trainboard.worker.storesink import RunTakenOver, StoreSink
 
 from tests.helpers import tiny_run_spec
 
@@ -77,6 +79,9 @@ def test_a_resumed_attempt_starts_from_the_last_committed_checkpoint(
     assert files(folder) == ["epoch-0001", "epoch-0002", "epoch-0003"]  # rows not yet gone
     first.store.flush()
     assert files(folder) == ["epoch-0002", "epoch-0003"]
+    with session_scope(engine) as session:  # the size recorded is the folder's after deletes
+        recorded = get_run(session, run_id=run_id).disk_bytes
+    assert recorded == folder_bytes(settings.run_dir(run_id)) > 0
     for epoch in (4, 5):
         record_epoch(first, epoch)
     # The worker dies here: epochs 4 and 5 have files but neither rows nor metrics. The files

@@ -92,11 +92,12 @@ def upload_checkpoint(
         {},
         created_at=path.stat().st_mtime,
     )
+    disk_bytes = folder_bytes(settings.run_dir(run.id))  # walked before the write lock is taken
     try:
         with db.write() as session:
             require_writable(session.get(Run, run.id), run.id, what="checkpoints")
             sync_checkpoints(session, run_id=run.id, attempt=None, entries=[entry])
-            set_disk_bytes(session, run_id=run.id, disk_bytes=folder_bytes(path.parents[1]))
+            set_disk_bytes(session, run_id=run.id, disk_bytes=disk_bytes)
             row = find_checkpoint(session, run_id=run.id, checkpoint_id=name)
     except BaseException:
         path.unlink(missing_ok=True)  # the file is ours (it did not exist): no row, no file

@@ -126,13 +126,15 @@ def report_progress(
     epoch: int,
     eta_seconds: float | None,
     summary: dict[str, Any],
-    disk_bytes: int | None = None,
 ) -> bool:
     values: dict[str, Any] = {"epoch": epoch, "eta_seconds": eta_seconds, "summary": summary}
-    if disk_bytes is not None:
-        values["disk_bytes"] = disk_bytes
     result = session.exec(_guard(run_id, attempt).values(**values, status_seq=Run.status_seq + 1))
     return result.rowcount == 1
+
+
+def report_disk_bytes(session: Session, *, run_id: int, attempt: int, disk_bytes: int) -> bool:
+    """Record the size of the run's folder; False if the run was lost."""
+    return session.exec(_guard(run_id, attempt).values(disk_bytes=disk_bytes)).rowcount == 1
 
 
 def finish_run(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlmodel import Session, col, select
 
 from trainboard.models import UploadedDataset, Worker, utcnow
 from trainboard.store.errors import Conflict
-from trainboard.training.data.types import DataInfo
-from trainboard.training.data.uploads import upload_info
+
+if TYPE_CHECKING:  # the data package loads torch; workers and the server read rows first
+    from trainboard.training.data.types import DataInfo
 
 
 def register_worker(
@@ -53,5 +56,7 @@ def list_uploads(session: Session) -> list[UploadedDataset]:
 def upload_data_info(session: Session, *, name: str) -> DataInfo | None:
     """What a model needs to know of the uploaded data set `name`, from its row; None when
     there is no such upload."""
+    from trainboard.training.data.uploads import upload_info
+
     upload = session.get(UploadedDataset, name)
     return None if upload is None else upload_info(upload.task, len(upload.columns))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -165,6 +166,14 @@ class CheckpointManager:
         index = json.dumps([asdict(e) for e in self.entries], indent=1).encode()
         # The index is a cache of what the files hold: atomic, but no fsync needed.
         atomic_write(self.folder / "index.json", lambda handle: handle.write(index), durable=False)
+
+    def forgotten_bytes(self) -> int:
+        """The bytes of the files retention forgot and `delete_forgotten` will remove."""
+        total = 0
+        for name in self.forgotten:
+            with contextlib.suppress(OSError):
+                total += (self.folder / f"{name}.pt").stat().st_size
+        return total
 
     def delete_forgotten(self) -> None:
         """Delete the files that retention no longer keeps."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,8 @@ class FanOut:
 
 # Linear bins: TensorBoard's default exponential ones cost 3x as much to compute.
 BINS = 64
+# Step points reach the event file at least this often; each epoch's at its end.
+TENSORBOARD_FLUSH_SECONDS = 2.0
 
 
 class TensorBoardSink:
@@ -110,10 +113,17 @@ class TensorBoardSink:
 
         self.events = EventFile(logdir)
         self.hparams = hparams
+        self.flushed_at = time.monotonic()
 
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
         for key, value in metrics.items():
             self.events.add_scalar(key, value, step)
+        if time.monotonic() - self.flushed_at >= TENSORBOARD_FLUSH_SECONDS:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.events.flush()
+        self.flushed_at = time.monotonic()
 
     def log_epoch(self, report: EpochReport) -> None:
         for key, value in report.metrics.items():
@@ -121,25 +131,26 @@ class TensorBoardSink:
         for prefix, tensors in (("weights", report.weights), ("grads", report.grads)):
             for name, tensor in tensors.items():
                 self.events.add_histogram(f"{prefix}/{name}", tensor, report.epoch, bins=BINS)
-        self.events.flush()
+        self._flush()
 
     def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
         pass
 
     def close(self, end: End) -> None:
-        if isinstance(end, Failure):
+        try:
+            if isinstance(end, Failure):
+                return
+            final = {
+                f"hparam/{k}": float(v)
+                for k, v in end.summary.items()
+                if isinstance(v, int | float) and math.isfinite(v)
+            }
+            # In this run's own event file, where the HParams dashboard looks for its session.
+            self.events.add_hparams(self.hparams, final)
+            for key, value in final.items():
+                self.events.add_scalar(key, value, end.epoch)
+        finally:
             self.events.close()
-            return
-        final = {
-            f"hparam/{k}": float(v)
-            for k, v in end.summary.items()
-            if isinstance(v, int | float) and math.isfinite(v)
-        }
-        # In this run's own event file, where the HParams dashboard looks for its session.
-        self.events.add_hparams(self.hparams, final)
-        for key, value in final.items():
-            self.events.add_scalar(key, value, end.epoch)
-        self.events.close()
 
 
 class ConsoleSink:

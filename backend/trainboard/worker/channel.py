@@ -118,6 +118,12 @@ class ChannelSink:
 END_OF_CHANNEL = object()
 
 
+class ReadFailed(NamedTuple):
+    """What the reader thread hands on when a message could not be read."""
+
+    error: Exception
+
+
 class Inbox:
     """Messages read from a channel on a thread, ending with END_OF_CHANNEL (and only that from
     then on) when the sender closes or dies. Reading at once keeps the sender from blocking on
@@ -137,6 +143,8 @@ class Inbox:
                 self.queue.put(pickle.loads(connection.recv_bytes()))
         except (EOFError, OSError):
             pass
+        except Exception as exc:  # a message that does not unpickle: `get` raises it
+            self.queue.put(ReadFailed(exc))
         finally:
             self.queue.put(END_OF_CHANNEL)
 
@@ -148,6 +156,9 @@ class Inbox:
             message = self.queue.get(timeout=timeout)
         except queue.Empty:
             return None
+        if isinstance(message, ReadFailed):
+            self.ended = True
+            raise message.error
         self.ended = message is END_OF_CHANNEL
         return message
 

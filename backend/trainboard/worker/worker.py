@@ -62,7 +62,8 @@ class Worker:
     def recording_side(self) -> Recordings:
         """Where runs are recorded: by default this machine's database and files."""
         if self.recordings is None:
-            from trainboard.worker.recording import BATCH_SECONDS, LocalRecordings
+            from trainboard.worker.recording import LocalRecordings
+            from trainboard.worker.storesink import BATCH_SECONDS
 
             self.recordings = LocalRecordings(self.settings, self.engine, BATCH_SECONDS)
         return self.recordings
@@ -177,7 +178,7 @@ class Worker:
         of its own, so a long write (a big model's checkpoint) never lets it lapse. Raises
         RunTakenOver when another attempt took the run over."""
         from trainboard.worker.channel import record
-        from trainboard.worker.recording import BATCH_SECONDS, RunTakenOver
+        from trainboard.worker.storesink import BATCH_SECONDS, RunTakenOver
 
         done, lost = threading.Event(), threading.Event()
         holder = threading.Thread(

@@ -272,7 +272,11 @@ def dataset_catalog(uploads: list[dict[str, Any]] | None = None) -> list[dict[st
     entries = []
     for plugin in DATASETS:
         entry = plugin.catalog_entry()
-        if info := _describe(plugin, plugin.default_params()):
+        try:
+            info = _describe(plugin, plugin.default_params())
+        except (KeyError, TypeError, ValueError):  # a plugin option with no default
+            info = None
+        if info:
             entry |= {
                 "task": info.task,
                 "modality": info.modality,
