@@ -91,15 +91,15 @@ def dataset_info(dataset: DatasetSpec, *, upload: DataInfo | None = None) -> Dat
     return upload
 
 
-def check_runnable(spec: RunSpec, info: DataInfo | None, *, max_parameters: int) -> None:
+def check_runnable(spec: RunSpec, info: DataInfo | None, *, max_parameters: int) -> RunSpec:
     """SpecProblem naming the field when `spec` could never run on data described by `info`
     (see `dataset_info`; None where that is not known, and then only the names are checked):
     an unknown name or bad params (`validate_names`), a model that cannot take the data or has
     more than `max_parameters` parameters, a param group that matches no parameter, a loss
-    that does not fit the task."""
+    that does not fit the task. Returns `spec` as `validate_names` completes it."""
     spec = validate_names(spec)
     if info is None:
-        return
+        return spec
     try:
         outline = check_model_size(spec.model, info, max_parameters=max_parameters)
     except ModelTooLarge as exc:
@@ -120,3 +120,4 @@ def check_runnable(spec: RunSpec, info: DataInfo | None, *, max_parameters: int)
         loss_name(info.task, spec.loss)
     except IncompatibleData as exc:
         raise SpecProblem(("loss",), str(exc), spec.loss) from None
+    return spec

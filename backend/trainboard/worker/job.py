@@ -60,13 +60,12 @@ def run_job(job: Job, *, sink: Sink, checkpoints: CheckpointWriter, should_stop:
     of whatever raised (the traceback goes to stderr, the run's log in a child). RecordingLost
     propagates: nothing more may be recorded for this attempt."""
     from trainboard.training.loop import train
-    from trainboard.training.runnable import validate_names
     from trainboard.training.sinks import ConsoleSink, FanOut
     from trainboard.training.spec import RunSpec
 
     closing: Sink = sink
     try:
-        spec = validate_names(RunSpec.model_validate(job.spec))
+        spec = RunSpec.model_validate(job.spec)  # checked by the recording side that made the job
         closing = FanOut(sink, ConsoleSink(spec.epochs, job.start_epoch, stream=sys.stdout))
         return train(
             spec,

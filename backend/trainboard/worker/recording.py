@@ -24,7 +24,7 @@ from trainboard.store.runs import get_run
 from trainboard.store.workers import upload_data_info
 from trainboard.training.checkpoint import CheckpointManager
 from trainboard.training.exits import End, Exit, Failure
-from trainboard.training.runnable import check_runnable, dataset_info, validate_names
+from trainboard.training.runnable import check_runnable, dataset_info
 from trainboard.training.sinks import (
     CheckpointFiles,
     CheckpointWriter,
@@ -119,8 +119,7 @@ class LocalRecordings:
             committed = committed_checkpoints(session, run_id=run_id)
             upload = upload_data_info(session, name=spec.dataset.name)
         # The check the API made when the run was queued: a plugin may have gone since.
-        spec = validate_names(spec)
-        check_runnable(
+        spec = check_runnable(
             spec,
             dataset_info(spec.dataset, upload=upload),
             max_parameters=self.settings.max_model_parameters,
