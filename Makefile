@@ -22,9 +22,10 @@ lint:  ## ruff check and format check; Biome (format and lint) for the page in f
 	$(VENV)/bin/ruff format --check .
 	cd frontend && npx --no-install biome check .
 
-bench:  ## speed scripts: loop vs plain loop, store, page, queue latency
+bench:  ## speed scripts: loop vs plain loop, per-layer norms, store, page, queue latency
 	@scripts/setup.sh --test
 	$(PY) bench/loop_vs_plain.py
+	$(PY) bench/layer_norms.py
 	$(PY) bench/store.py
 	$(PY) bench/page.py
 	$(PY) bench/queue_latency.py

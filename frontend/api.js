@@ -66,6 +66,8 @@ export const api = {
     request("GET", `/runs/${id}/metrics?${query(params)}`, undefined, options),
   checkpoints: (id, options) => request("GET", `/runs/${id}/checkpoints`, undefined, options),
   createRun: (spec) => request("POST", "/runs", spec),
+  lrFind: (spec) => request("POST", "/lr-find", spec),
+  preflight: (spec) => request("POST", "/preflight", spec),
   cancel: (id) => request("POST", `/runs/${id}/cancel`),
   resume: (id) => request("POST", `/runs/${id}/resume`, {}),
   uploadDataset: (form) => request("POST", "/datasets", form),

@@ -66,18 +66,68 @@ function yAxisSize(self, values, axisIdx, cycleNum) {
   return Math.ceil(Math.max(Y_AXIS_MIN_SIZE, ticks + axis.gap + (widest * cssPx) / devicePx));
 }
 
+// Tick labels of a log axis: uPlot's own write 1e-7 as "0.0000001" (or "0" once rounded).
+// Ticks it leaves out come as null.
+const logTicks = (_u, splits) =>
+  splits.map((v) => (v === null ? null : v >= 1e-3 && v < 1e4 ? String(v) : v.toExponential(0)));
+
+// Dashed vertical lines across the plot at `marks` ({x, label, color}), each labelled at the top
+// (a second label one line lower, so two close marks stay readable).
+function drawMarks(u, marks) {
+  const { ctx } = u;
+  const { left, top, width, height } = u.bbox;
+  const px = uPlot.pxRatio || 1;
+  ctx.save();
+  ctx.font = `${11 * px}px system-ui, sans-serif`;
+  ctx.textBaseline = "alphabetic";
+  ctx.lineWidth = px;
+  ctx.setLineDash([4 * px, 3 * px]);
+  marks.forEach((mark, i) => {
+    if (mark.x === null || mark.x === undefined) return;
+    const x = Math.round(u.valToPos(mark.x, "x", true));
+    if (x < left || x > left + width) return;
+    ctx.strokeStyle = mark.color;
+    ctx.fillStyle = mark.color;
+    ctx.beginPath();
+    ctx.moveTo(x, top);
+    ctx.lineTo(x, top + height);
+    ctx.stroke();
+    const room = left + width - x > ctx.measureText(mark.label).width + 8 * px;
+    ctx.textAlign = room ? "left" : "right";
+    ctx.fillText(mark.label, x + (room ? 4 : -4) * px, top + (12 + 13 * i) * px);
+  });
+  ctx.restore();
+}
+
 // A line chart in `container`. `onZoom(xMin, xMax)` fires after a drag-zoom (null, null on reset).
+// `logScale`/`logX`: that axis on a log10 scale (its values must be positive); `marks`: vertical
+// lines at given x values (drawMarks).
 export function makeChart(
   container,
-  { title, labels, xLabel = "epoch", logScale = false, onZoom = null, height = 220 },
+  {
+    title,
+    labels,
+    xLabel = "epoch",
+    logScale = false,
+    logX = false,
+    marks = [],
+    onZoom = null,
+    height = 220,
+  },
 ) {
   const width = Math.max(280, container.clientWidth || 480);
   const opts = {
     title,
     width,
     height,
-    scales: { x: { time: xLabel === "time" }, y: { distr: logScale ? 3 : 1 } },
-    axes: [{ label: xLabel === "time" ? "" : xLabel }, { size: yAxisSize }],
+    scales: {
+      x: { time: xLabel === "time", distr: logX ? 3 : 1 },
+      y: { distr: logScale ? 3 : 1 },
+    },
+    axes: [
+      { label: xLabel === "time" ? "" : xLabel, ...(logX ? { values: logTicks } : {}) },
+      { size: yAxisSize, ...(logScale ? { values: logTicks } : {}) },
+    ],
     series: [
       { label: xLabel },
       ...labels.map((label, i) => ({
@@ -89,7 +139,7 @@ export function makeChart(
       })),
     ],
     cursor: { drag: { x: true, y: false } },
-    hooks: {},
+    hooks: marks.length ? { draw: [(u) => drawMarks(u, marks)] } : {},
   };
   if (onZoom) {
     opts.hooks.setSelect = [
@@ -106,9 +156,12 @@ export function makeChart(
   const empty = [[], ...labels.map(() => [])];
   const chart = new uPlot(opts, empty, container);
   chart.root.dataset.points = "0";
+  chart.root.dataset.log = String(logScale);
   if (onZoom) chart.over.addEventListener("dblclick", () => onZoom(null, null));
   return chart;
 }
+
+export const isLogChart = (chart) => chart.scales.y.distr === 3;
 
 export function setChartData(chart, data) {
   chart.setData(data);

@@ -38,4 +38,8 @@ export class SeriesStore {
   get(key) {
     return this.series.get(key);
   }
+
+  keys() {
+    return [...this.series.keys()];
+  }
 }

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 from trainboard.db import SCHEMA_VERSION, init_db, session_scope
-from trainboard.models import RunStatus
+from trainboard.models import RunKind, RunStatus
 from trainboard.store import queue
 from trainboard.store.checkpoints import find_checkpoint, sync_checkpoints
 from trainboard.store.errors import Conflict, NotFound
@@ -309,6 +309,26 @@ def test_a_version_2_database_gains_run_sizes(engine: Engine) -> None:
         set_disk_bytes(session, run_id=run_id, disk_bytes=123)
     with session_scope(engine) as session:
         assert get_run(session, run_id=run_id).disk_bytes == 123
+
+
+def test_a_version_3_database_gains_check_options(engine: Engine) -> None:
+    run_id = new_run(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE run DROP COLUMN options")
+        connection.exec_driver_sql("UPDATE schema_version SET version = 3")
+    engine.dispose()
+    assert init_db(engine) == SCHEMA_VERSION
+    with session_scope(engine) as session:
+        assert get_run(session, run_id=run_id).options is None
+        check_id = create_job_run(
+            session,
+            spec=tiny_run_spec(),
+            kind=RunKind.preflight,
+            options={"steps": 50, "seconds": 5.0},
+        ).id
+    with session_scope(engine) as session:
+        assert get_run(session, run_id=check_id).options == {"steps": 50, "seconds": 5.0}
+        assert queue.has_work(session)  # a check is work for any worker
 
 
 def test_an_idle_worker_sees_work_only_when_a_run_is_queued_or_a_lease_ran_out(

@@ -286,7 +286,10 @@ def test_overfit_batches_drives_the_loss_towards_zero(tmp_path: Path) -> None:
 
 
 def test_epoch_and_step_metrics_have_the_api_names(tmp_path: Path) -> None:
-    _, sink = run(spec(epochs=2, log_every_steps=2), tmp_path)
+    from trainboard.training.setup import build_setup
+
+    s = spec(epochs=2, log_every_steps=2)
+    _, sink = run(s, tmp_path)
     assert set(sink.epochs[0]) == {
         "epoch",
         "train_loss",
@@ -300,7 +303,8 @@ def test_epoch_and_step_metrics_have_the_api_names(tmp_path: Path) -> None:
     }
     steps = [step for step, _ in sink.steps]
     assert steps == list(range(2, steps[-1] + 1, 2))
-    assert set(sink.steps[0][1]) == {"step/train_loss", "step/grad_norm", "step/lr"}
+    layers = {f"layer_grad_norm/{name}" for name, _ in build_setup(s).model.named_parameters()}
+    assert set(sink.steps[0][1]) == {"step/train_loss", "step/grad_norm", "step/lr"} | layers
 
 
 @pytest.mark.gpu

@@ -16,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from trainboard import __version__
-from trainboard.api import checkpoints, events, live, metrics, runs, system
+from trainboard.api import checkpoints, checks, events, live, metrics, runs, system
 from trainboard.api.deps import require_token
 from trainboard.api.live import LiveEvents
 from trainboard.api.origin import SameOriginWrites
@@ -82,7 +82,7 @@ def create_app(
 
     app.include_router(system.public, prefix="/api")
     protected = [Depends(require_token)]
-    for module in (runs, metrics, events, checkpoints):
+    for module in (runs, checks, metrics, events, checkpoints):
         app.include_router(module.router, prefix="/api", dependencies=protected)
     app.include_router(system.router, prefix="/api", dependencies=protected)
     _mount_frontend(app, settings)

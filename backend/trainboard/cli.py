@@ -134,6 +134,42 @@ def train(args: argparse.Namespace) -> int:
     return 0 if status == RunStatus.completed else 1
 
 
+def check(args: argparse.Namespace) -> int:
+    """`trainboard preflight|lr-find SPEC.json`: the check in this process, no server; exit
+    status 0 when it passed (preflight) or found a learning rate (lr-find)."""
+    from pydantic import ValidationError
+
+    from trainboard.training.checks import run_check
+    from trainboard.training.registry import describe_validation_error
+    from trainboard.training.runnable import SpecProblem, validate_names
+    from trainboard.training.sinks import MemorySink
+    from trainboard.training.spec import RunSpec
+
+    kind = args.command.replace("-", "_")
+    body = _read_spec(args.spec)
+    options = body.pop(kind, {})
+    try:
+        spec = validate_names(RunSpec.model_validate(body))
+        outcome = run_check(
+            kind,
+            spec,
+            options,
+            sink=MemorySink(),
+            should_stop=lambda: None,
+            uploads_dir=_settings(args).uploads_dir,
+        )
+    except ValidationError as exc:
+        print(f"{args.spec}: invalid spec: {describe_validation_error(exc)}", file=sys.stderr)
+        return 2
+    except (SpecProblem, ValueError) as problem:
+        print(f"{args.spec}: {problem}", file=sys.stderr)
+        return 2
+    print(terminal_safe(outcome.message))
+    if kind == "lr_find":
+        return 0 if outcome.summary["suggested_lr"] is not None else 1
+    return 0 if outcome.summary["preflight"]["passed"] else 1
+
+
 def submit(args: argparse.Namespace) -> int:
     from trainboard.client import Client, ClientError
 
@@ -194,6 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home")
     p.add_argument("--database-url")
     p.set_defaults(func=train)
+
+    for name, what in (
+        ("preflight", "check that the spec's model can overfit one batch (seconds, no server)"),
+        ("lr-find", "the learning-rate range test of a spec (seconds, no server)"),
+    ):
+        p = commands.add_parser(name, help=what)
+        p.add_argument("spec", help="RunSpec JSON file ('-' for stdin)")
+        p.add_argument("--home", help="data folder, for uploaded data sets")
+        p.set_defaults(func=check)
 
     p = commands.add_parser("submit", help="queue a run through the REST API")
     p.add_argument("spec")

@@ -125,11 +125,19 @@ def _v3_run_disk_bytes(connection: Connection) -> None:
         connection.exec_driver_sql("ALTER TABLE run ADD COLUMN disk_bytes BIGINT")
 
 
+def _v4_run_options(connection: Connection) -> None:
+    """The settings of a check run (an LR range test's range, a preflight's steps)."""
+    columns = {c["name"] for c in inspect(connection).get_columns("run")}
+    if "options" not in columns:
+        connection.exec_driver_sql("ALTER TABLE run ADD COLUMN options JSON")
+
+
 # Each step takes the schema from version i to i+1; append, never edit.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_initial,
     _v2_run_ids_never_reused,
     _v3_run_disk_bytes,
+    _v4_run_options,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -41,6 +41,8 @@ RESUMABLE_STATUSES = frozenset({RunStatus.failed, RunStatus.cancelled, RunStatus
 class RunKind(StrEnum):
     job = "job"  # executed by a worker from its spec
     external = "external"  # a user's own script logs into it through the client
+    lr_find = "lr_find"  # a learning-rate range test of its spec (training/lr_find.py)
+    preflight = "preflight"  # an overfit-one-batch check of its spec (training/preflight.py)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,6 +79,8 @@ class Run(SQLModel, table=True):
     eta_seconds: float | None = None
     # The run folder's size as last recorded (progress, end, upload); None before that.
     disk_bytes: int | None = SQLField(default=None, sa_column=Column(BigInteger, nullable=True))
+    # A check's settings (kinds lr_find and preflight); None for other kinds.
+    options: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON, nullable=True))
     # Queue internals, never in a response.
     lease_expires_at: float | None = None
     cancel_requested: bool = False

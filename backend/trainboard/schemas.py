@@ -11,6 +11,7 @@ from typing_extensions import TypedDict
 
 from trainboard.jsonsafe import JsonObject, NoNul
 from trainboard.models import RunStatus
+from trainboard.training.check_settings import LrFindSettings, PreflightSettings
 from trainboard.training.spec import RunName, RunNotes, RunSpec, RunTag
 
 
@@ -40,6 +41,10 @@ class RunPublic(BaseModel):
     sweep_id: int | None
     eta_seconds: float | None
     disk_bytes: int = 0
+    # A check's settings (kinds lr_find, preflight).
+    options: dict[str, Any] | None = None
+    # Why a diverged run diverged (training/diagnosis.py); None for every other status.
+    diagnosis: dict[str, Any] | None = None
 
 
 class RunList(BaseModel):
@@ -65,6 +70,18 @@ RunCreate = Annotated[
     Annotated[RunSpec, Tag("job")] | Annotated[ExternalRunCreate, Tag("external")],
     Discriminator(_run_create_kind),
 ]
+
+
+class LrFindRequest(RunSpec):
+    """A RunSpec to test, and the range to sweep the lr over."""
+
+    lr_find: LrFindSettings = Field(default_factory=LrFindSettings)
+
+
+class PreflightRequest(RunSpec):
+    """A RunSpec to check, and how long the check may train."""
+
+    preflight: PreflightSettings = Field(default_factory=PreflightSettings)
 
 
 class RunUpdate(StrictBody):

@@ -1,15 +1,22 @@
-// Several runs' curves overlaid per metric, and the spec fields that differ between them.
+// Several runs' curves overlaid per metric, under the run page's chart controls, with one
+// legend for every chart (hovering a chart reads its values), and the spec fields that differ.
 
 import { api } from "../api.js";
-import { align, makeChart, PALETTE, setChartData } from "../charts.js";
+import { PALETTE } from "../charts.js";
+import { chartView } from "../chartview.js";
 import { el, formatNumber } from "../dom.js";
 
 const METRICS = [
-  ["val_loss", "Validation loss"],
-  ["train_loss", "Train loss"],
-  ["val_accuracy", "Validation accuracy"],
-  ["grad_norm", "Gradient norm"],
-  ["lr", "Learning rate"],
+  { id: "val_loss", title: "Validation loss" },
+  { id: "train_loss", title: "Train loss" },
+  { id: "val_accuracy", title: "Validation accuracy" },
+  { id: "grad_norm", title: "Gradient norm" },
+  { id: "lr", title: "Learning rate", autoLog: true },
+];
+// Runs started at different times: their time axis counts from each run's start.
+const X_OPTIONS = [
+  { value: "step", label: "epoch" },
+  { value: "elapsed", label: "time since start" },
 ];
 const MAX_POINTS = 2000; // per series: the server downsamples longer ones
 const NOT_COMPARED = ["name", "notes"]; // differ between any two runs, and say nothing
@@ -93,18 +100,37 @@ export async function compareView(container, params, signal) {
     emptyState(container);
     return () => {};
   }
-  const keys = METRICS.map(([k]) => k).join(",");
+  const keys = METRICS.map((m) => m.id).join(",");
   const [runs, metrics] = await Promise.all([
     Promise.all(ids.map((id) => api.run(id, { signal }))),
     Promise.all(ids.map((id) => api.metrics(id, { keys, max_points: MAX_POINTS }, { signal }))),
   ]);
-  const grid = el("div", { class: "charts", id: "compare-charts" });
+  // Each chart's own legend shows only while the cursor is over it, as a tooltip with the
+  // values there (insight.css, .hover-legend); the legend above names the runs for all of them.
+  const grid = el("div", { class: "charts hover-legend", id: "compare-charts" });
+  const startOf = (run, series) =>
+    run.started_at ? Date.parse(run.started_at) / 1000 : (series?.timestamps[0] ?? 0);
+  const charts = chartView(
+    grid,
+    METRICS.filter((m) => metrics.some((r) => r.series[m.id])),
+    {
+      series: (def) => metrics.map((m) => m.series[def.id]),
+      chartOptions: (_def, view) => ({
+        labels: runs.map((r) => `${r.id} ${r.name}`),
+        xLabel: view.x === "elapsed" ? "seconds since start" : "epoch",
+      }),
+      origins: runs.map((r, i) => startOf(r, Object.values(metrics[i].series)[0])),
+      xOptions: X_OPTIONS,
+      hint: "drag to zoom, double-click to reset",
+    },
+  );
   container.replaceChildren(
     el(
       "section",
       { class: "card" },
       el("h1", { text: `Compare ${runs.length} runs` }),
       legend(runs),
+      charts.toolbar,
       grid,
     ),
     el(
@@ -114,17 +140,6 @@ export async function compareView(container, params, signal) {
       el("div", { class: "table-wrap" }, specDiff(runs)),
     ),
   );
-  const charts = [];
-  for (const [key, title] of METRICS) {
-    const series = metrics.map((m) => m.series[key]);
-    if (!series.some(Boolean)) continue;
-    const box = el("div", { class: "chart", "data-chart": key });
-    grid.append(box);
-    const chart = makeChart(box, { title, labels: runs.map((r) => `${r.id} ${r.name}`) });
-    setChartData(chart, align(series));
-    charts.push(chart);
-  }
-  return () => {
-    for (const chart of charts) chart.destroy();
-  };
+  charts.build();
+  return () => charts.destroy();
 }

@@ -1,4 +1,6 @@
 // The new-run form, built from GET /api/catalog: a new plugin appears here with no change.
+// `?clone=<id>` fills it from a run's spec, `&lr=<value>` with that learning rate (a check run's
+// "Use this learning rate").
 
 import { api } from "../api.js";
 import { el } from "../dom.js";
@@ -13,6 +15,7 @@ import {
   showFieldErrors,
   textField,
 } from "../fields.js";
+import { formChecks } from "./formchecks.js";
 
 const PLUGIN_KINDS = {
   dataset: "datasets",
@@ -179,9 +182,11 @@ export async function formView(container, params, signal) {
     api.catalog({ signal }),
     cloneId ? api.run(cloneId, { signal }) : null,
   ]);
-  const base = source
-    ? { ...catalog.defaults, ...source.spec, name: `${source.name} (clone)` }
-    : catalog.defaults;
+  // A check run's spec is the spec it checked: the new run keeps its name.
+  const name = source?.kind === "job" ? `${source.name} (clone)` : (source?.spec.name ?? "");
+  let base = source ? { ...catalog.defaults, ...source.spec, name } : catalog.defaults;
+  const lr = Number(params.get("lr"));
+  if (params.has("lr") && lr > 0) base = { ...base, optimizer: { ...base.optimizer, lr } };
   const early = base.early_stopping || EARLY_STOPPING;
 
   const choices = Object.entries(PLUGIN_KINDS).map(([kind, list]) =>
@@ -199,18 +204,38 @@ export async function formView(container, params, signal) {
   const formError = el("div", { class: "form-error", role: "alert", id: "form-error" });
   const submit = el("button", { type: "submit", class: "primary", text: "Start run" });
   const fieldsets = FIELDSETS.map(([legend, names]) =>
-    el("fieldset", {}, el("legend", { text: legend }), ...names.map((name) => parts[name])),
+    el("fieldset", {}, el("legend", { text: legend }), ...names.map((key) => parts[key])),
   );
+  const checks = formChecks({
+    buildSpec,
+    clearErrors,
+    showErrors: (error) => showFieldErrors(error, allFields(), formError),
+    useLr(value) {
+      const input = f["optimizer.lr"].input;
+      input.value = String(value);
+      input.focus();
+    },
+    signal,
+  });
   const form = el(
     "form",
     { id: "run-form", novalidate: true },
     el("div", { class: "grid" }, fieldsets),
     formError,
-    submit,
+    el("div", { class: "form-actions" }, submit, checks.buttons, checks.hint),
+    checks.panels,
   );
-  const title = cloneId ? `Clone of run ${cloneId}` : "New run";
+  const title = !source
+    ? "New run"
+    : source.kind === "job"
+      ? `Clone of run ${cloneId}`
+      : `New run from run ${cloneId}`;
   container.replaceChildren(el("section", { class: "card" }, el("h1", { text: title }), form));
 
+  function clearErrors() {
+    for (const x of allFields()) x.error.textContent = "";
+    formError.textContent = "";
+  }
   function allFields() {
     return [...choices.map((c) => c.select), ...fixed, ...choices.flatMap((c) => c.fields)];
   }
@@ -238,8 +263,7 @@ export async function formView(container, params, signal) {
   }
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    for (const x of allFields()) x.error.textContent = "";
-    formError.textContent = "";
+    clearErrors();
     submit.disabled = true;
     try {
       const run = await api.createRun(buildSpec());
@@ -251,5 +275,5 @@ export async function formView(container, params, signal) {
       submit.disabled = false;
     }
   });
-  return () => {};
+  return () => checks.destroy();
 }

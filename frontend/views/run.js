@@ -1,18 +1,30 @@
-// One run: live charts fed by server-sent events, spec, status, log tail, checkpoints, actions.
+// One run: live charts fed by server-sent events, spec, status, log tail, checkpoints, actions;
+// for a check run (learning-rate range test, preflight) its result instead of the charts; for a
+// diverged run why it diverged; the gradient norm per layer when the run logged it.
 
 import { api, fileUrl, ignoreAbort, runEvents } from "../api.js";
-import { align, makeChart, resizeCharts, setChartData, smooth } from "../charts.js";
+import { chartView } from "../chartview.js";
 import { badge, el, formatDuration, formatNumber } from "../dom.js";
 import { SeriesStore } from "../series.js";
 import { FINAL_STATUSES, RESUMABLE_STATUSES, Status } from "../status.js";
+import { CHECK_KINDS, checkPanel } from "./checkresult.js";
+import { diagnosisPanel } from "./diagnosis.js";
+import { layerGrads } from "./layergrads.js";
 
+// The ordinary charts: fixed keys, so the many `layer_grad_norm/*` series (and any other key
+// the run logs) never get a chart each; the heatmap shows those. `autoLog`: a log scale by
+// default once the values span more than a decade.
 const CHARTS = [
   { id: "loss", title: "Loss", keys: ["train_loss", "val_loss"] },
   { id: "accuracy", title: "Accuracy", keys: ["train_accuracy", "val_accuracy"] },
   { id: "grad_norm", title: "Gradient norm", keys: ["grad_norm"] },
-  { id: "lr", title: "Learning rate", keys: ["lr"] },
+  { id: "lr", title: "Learning rate", keys: ["lr"], autoLog: true },
   { id: "step_loss", title: "Step loss", keys: ["step/train_loss"], x: "step" },
   { id: "throughput", title: "Samples per second", keys: ["samples_per_second"] },
+];
+const X_OPTIONS = [
+  { value: "step", label: "epoch / step" },
+  { value: "time", label: "wall time" },
 ];
 const MAX_POINTS = 2000; // per series and read: the server downsamples longer ones
 const LOG_LINES = 300;
@@ -20,41 +32,16 @@ const LOG_LINES = 300;
 // browser from reconnecting, after the last events have arrived.
 const CLOSE_AFTER_FINAL_MS = 1500;
 
-// The page's skeleton; the parts filled in later are returned by name.
-function layout(run) {
+// The page's skeleton; the parts filled in later are returned by name. A check run shows its
+// result (`check`) where a job shows its charts, and has no checkpoints.
+function layout(run, { toolbar, chartGrid, grads, check }) {
   const parts = {
     header: el("div", { class: "run-header" }),
     errorBox: el("div", { class: "run-error", role: "alert" }),
-    chartGrid: el("div", { class: "charts", id: "charts" }),
+    diagnosis: el("div"),
     checkpoints: el("tbody"),
     log: el("pre", { class: "log", id: "log" }),
-    smoothing: el("input", {
-      type: "range",
-      min: 0,
-      max: 0.99,
-      step: 0.01,
-      value: 0,
-      id: "smoothing",
-      "aria-label": "Smoothing",
-    }),
-    logScale: el("input", { type: "checkbox", id: "log-scale" }),
-    xAxis: el(
-      "select",
-      { id: "x-axis", "aria-label": "X axis" },
-      el("option", { value: "step", text: "epoch / step" }),
-      el("option", { value: "time", text: "wall time" }),
-    ),
   };
-  const controls = el(
-    "div",
-    { class: "toolbar chart-controls" },
-    el("label", { for: "smoothing", text: "Smoothing" }),
-    parts.smoothing,
-    el("label", {}, parts.logScale, " Log scale"),
-    el("label", { for: "x-axis", text: "X axis" }),
-    parts.xAxis,
-    el("small", { text: "drag to zoom (refetches full detail), double-click to reset" }),
-  );
   const columns = ["Id", "Epoch", "Size", "Val loss", "Best", ""];
   const checkpointTable = el(
     "table",
@@ -71,16 +58,22 @@ function layout(run) {
     parts.checkpoints,
   );
   const spec = el("pre", { class: "spec", id: "spec", text: JSON.stringify(run.spec, null, 2) });
+  const top = [parts.header, parts.errorBox, parts.diagnosis];
   parts.sections = [
-    el("section", { class: "card" }, parts.header, parts.errorBox, controls, parts.chartGrid),
-    el("section", { class: "card" }, el("h2", { text: "Checkpoints" }), checkpointTable),
+    check
+      ? el("section", { class: "card" }, ...top, check.node)
+      : el("section", { class: "card" }, ...top, toolbar, chartGrid),
+    check ? null : grads.node,
+    check
+      ? null
+      : el("section", { class: "card" }, el("h2", { text: "Checkpoints" }), checkpointTable),
     el(
       "section",
       { class: "card two" },
       el("div", {}, el("h2", { text: "Log" }), parts.log),
       el("div", {}, el("h2", { text: "Spec" }), spec),
     ),
-  ];
+  ].filter(Boolean);
   return parts;
 }
 
@@ -126,79 +119,68 @@ export async function runView(container, { id, setConnection }, signal) {
     api.metrics(id, { max_points: MAX_POINTS }, { signal }),
     api.checkpoints(id, { signal }),
   ]);
-  const parts = layout(run);
-  container.replaceChildren(...parts.sections);
   const store = new SeriesStore();
   store.load(initial.series);
-  const view = { smoothing: 0, log: false, x: "step", zoomed: new Map() };
+  const isCheck = Object.hasOwn(CHECK_KINDS, run.kind);
+  // "Use this learning rate": the form, filled from this run's spec, with that lr.
+  const useLr = (lr) => {
+    location.hash = `#/new?clone=${id}&lr=${encodeURIComponent(lr)}`;
+  };
+  const check = isCheck ? checkPanel({ id: "check-result", onUseLr: useLr }) : null;
 
-  let charts = [];
-  function buildCharts() {
-    for (const { chart } of charts) chart.destroy();
-    parts.chartGrid.replaceChildren();
-    charts = CHARTS.map((def) => {
-      const box = el("div", { class: "chart", "data-chart": def.id });
-      parts.chartGrid.append(box);
-      const chart = makeChart(box, {
-        title: def.title,
-        labels: def.keys,
-        xLabel: view.x === "time" ? "time" : def.x || "epoch",
-        logScale: view.log,
-        onZoom: view.x === "time" ? null : (lo, hi) => zoom(def, lo, hi).catch(ignoreAbort),
-      });
-      return { def, chart };
-    });
-    draw();
-  }
-  function columns(def) {
-    const list = def.keys.map((k) => view.zoomed.get(def.id)?.[k] || store.get(k));
-    if (view.x === "time") {
-      return align(list.map((s) => s && { steps: s.timestamps, values: s.values }));
-    }
-    return align(list);
-  }
-  function draw() {
-    for (const { def, chart } of charts) {
-      const [xs, ...ys] = columns(def);
-      setChartData(chart, [xs, ...ys.map((v) => smooth(v, view.smoothing))]);
-    }
-  }
-  // Live points arrive in bursts: draw at most once a frame.
-  let pending = false;
-  function redraw() {
-    if (pending) return;
-    pending = true;
-    requestAnimationFrame(() => {
-      pending = false;
-      draw();
-    });
-  }
+  // Zoomed charts show their range at full detail, read again from the server.
+  const zoomed = new Map();
   async function zoom(def, lo, hi) {
-    if (lo === null) view.zoomed.delete(def.id);
+    if (lo === null) zoomed.delete(def.id);
     else {
       const range = { keys: def.keys.join(","), x_min: lo, x_max: hi, max_points: MAX_POINTS };
       const detail = await api.metrics(id, range, { signal });
-      view.zoomed.set(def.id, detail.series);
+      zoomed.set(def.id, detail.series);
     }
-    draw();
+    charts.draw();
   }
+  const chartGrid = el("div", { class: "charts", id: "charts" });
+  const charts = chartView(chartGrid, isCheck ? [] : CHARTS, {
+    series: (def) => def.keys.map((k) => zoomed.get(def.id)?.[k] || store.get(k)),
+    chartOptions: (def, view) => ({
+      labels: def.keys,
+      xLabel: view.x === "time" ? "time" : def.x || "epoch",
+      onZoom: view.x === "time" ? null : (lo, hi) => zoom(def, lo, hi).catch(ignoreAbort),
+    }),
+    xOptions: X_OPTIONS,
+    hint: "drag to zoom (refetches full detail), double-click to reset",
+    onChange: (what) => {
+      if (what === "x") zoomed.clear();
+    },
+  });
+  const grads = layerGrads();
+  const parts = layout(run, { toolbar: charts.toolbar, chartGrid, grads, check });
+  container.replaceChildren(...parts.sections);
 
   function renderHeader(r) {
     const running = r.status === Status.running && r.eta_seconds !== null;
     const eta = running ? ` · ETA ${formatDuration(r.eta_seconds)}` : "";
+    const progress = isCheck ? ` ${CHECK_KINDS[r.kind]}` : ` epoch ${r.epoch}/${r.epochs}${eta}`;
     parts.header.replaceChildren(
       el("h1", { id: "run-name", text: r.name }),
       el(
         "div",
         { class: "run-meta" },
         badge(r.status),
-        el("span", { id: "run-progress", text: ` epoch ${r.epoch}/${r.epochs}${eta}` }),
-        el("span", { text: ` · best val loss ${formatNumber(r.summary.best_val_loss)}` }),
+        el("span", { id: "run-progress", text: progress }),
+        isCheck
+          ? null
+          : el("span", { text: ` · best val loss ${formatNumber(r.summary.best_val_loss)}` }),
         el("span", { text: r.device ? ` · ${r.device}` : "" }),
       ),
-      el("div", { class: "actions" }, actionButtons(r, renderHeader)),
+      el("div", { class: "actions" }, actionButtons(r, render)),
     );
     parts.errorBox.replaceChildren(r.error ? el("p", { class: "error", text: r.error }) : "");
+  }
+  function render(r) {
+    renderHeader(r);
+    parts.diagnosis.replaceChildren(diagnosisPanel(r.diagnosis) ?? "");
+    check?.show(r);
   }
   function renderCheckpoints(list) {
     parts.checkpoints.replaceChildren(...list.map((c) => checkpointRow(id, c)));
@@ -218,48 +200,44 @@ export async function runView(container, { id, setConnection }, signal) {
     parts.log.scrollTop = parts.log.scrollHeight;
   }
 
-  renderHeader(run);
+  render(run);
   renderCheckpoints(checkpoints);
-  buildCharts();
-  parts.smoothing.addEventListener("input", () => {
-    view.smoothing = Number(parts.smoothing.value);
-    draw();
-  });
-  parts.logScale.addEventListener("change", () => {
-    view.log = parts.logScale.checked;
-    buildCharts();
-  });
-  parts.xAxis.addEventListener("change", () => {
-    view.x = parts.xAxis.value;
-    view.zoomed.clear();
-    buildCharts();
-  });
-  const onResize = () => {
-    resizeCharts(
-      charts.map((c) => c.chart),
-      parts.chartGrid.firstChild || parts.chartGrid,
-    );
-  };
-  window.addEventListener("resize", onResize);
+  charts.build();
+  grads.update(store);
 
   // Live: start from the cursor the metrics read returned, so nothing is fetched twice.
   const handlers = {
     metrics: (data) => {
       store.add(data.points);
-      redraw();
+      charts.redraw();
+      grads.redraw(store);
     },
     status: (r) => {
-      renderHeader(r);
-      if (FINAL_STATUSES.has(r.status)) setTimeout(() => source.close(), CLOSE_AFTER_FINAL_MS);
+      render(r);
+      if (!FINAL_STATUSES.has(r.status)) return;
+      ended = true;
+      setTimeout(() => source.close(), CLOSE_AFTER_FINAL_MS);
+      // The final run once more, whole: its summary and diagnosis are written as it ends.
+      api
+        .run(id, { signal })
+        .then(render)
+        .catch(() => {});
     },
     checkpoint: refreshCheckpoints,
     log: (data) => addLog(data.lines),
   };
-  const source = runEvents(id, initial.cursor, handlers, { onConnection: setConnection, signal });
+  // The server ends a final run's stream after its last events: that end is no lost connection.
+  let ended = false;
+  const onConnection = (state) => {
+    if (ended && state === false) source.close();
+    setConnection(ended || state);
+  };
+  const source = runEvents(id, initial.cursor, handlers, { onConnection, signal });
   return () => {
     source.close();
-    window.removeEventListener("resize", onResize);
-    for (const { chart } of charts) chart.destroy();
+    charts.destroy();
+    grads.destroy();
+    check?.destroy();
     setConnection(true);
   };
 }

@@ -3,6 +3,7 @@
 import { api, ignoreAbort } from "../api.js";
 import { badge, el, formatDuration, formatNumber, runDuration } from "../dom.js";
 import { STATUSES, Status } from "../status.js";
+import { CHECK_KINDS } from "./checkresult.js";
 
 const PAGE_SIZE = 50;
 const REFRESH_MS = 2000;
@@ -50,7 +51,14 @@ function row(run, checkbox) {
     "tr",
     { "data-run-id": run.id },
     el("td", {}, checkbox),
-    el("td", {}, el("a", { href: `#/run/${run.id}`, text: run.name })),
+    el(
+      "td",
+      {},
+      el("a", { href: `#/run/${run.id}`, text: run.name }),
+      Object.hasOwn(CHECK_KINDS, run.kind)
+        ? el("small", { class: "run-kind", text: ` · ${CHECK_KINDS[run.kind]}` })
+        : null,
+    ),
     el("td", {}, badge(run.status)),
     el("td", {}, progress, el("small", { text: `${run.epoch}/${run.epochs}${eta}` })),
     el("td", { text: spec.dataset?.name ?? "–" }),

@@ -25,7 +25,9 @@ def spec_error(loc: list[str | int], message: str, value: Any = None) -> Request
     )
 
 
-def check_spec_references(session: Session, spec: RunSpec, settings: Settings) -> RunSpec:
+def check_spec_references(
+    session: Session, spec: RunSpec, settings: Settings, *, tag: str | None = "job"
+) -> RunSpec:
     """`spec` with its plugins' params completed (see `validate_names`: what to store), or a
     422 naming the field when the spec names what does not exist or a run that could never
     start: a model that cannot take the data set or has too many parameters, a param group
@@ -33,8 +35,10 @@ def check_spec_references(session: Session, spec: RunSpec, settings: Settings) -
     try:
         spec = validate_names(spec)
     except SpecProblem as problem:
-        # Located where the body's own validation puts its errors: under the run kind's tag.
-        raise spec_error(["job", *problem.loc], problem.message, problem.value) from None
+        # Located where the body's own validation puts its errors: under the run kind's tag
+        # (`tag`) where the body is one of several kinds.
+        loc = [tag, *problem.loc] if tag else list(problem.loc)
+        raise spec_error(loc, problem.message, problem.value) from None
     try:
         upload = upload_data_info(session, name=spec.dataset.name)
         info = dataset_info(spec.dataset, upload=upload)

@@ -12,6 +12,7 @@ def run_public(run: Run, settings: Settings) -> RunPublic:
     """The run as the API shows it; its size as recorded (measured only for runs from before
     sizes were recorded)."""
     data = run.model_dump()
+    data["diagnosis"] = run.summary.get("diagnosis") if run.status == "diverged" else None
     if data["disk_bytes"] is None:
         data["disk_bytes"] = folder_bytes(settings.run_dir(run.id or 0))
     return RunPublic.model_validate(data)

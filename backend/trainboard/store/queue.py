@@ -59,7 +59,7 @@ def claim_next_run(
     )
     # On SQLite the whole statement runs under BEGIN IMMEDIATE, so it is atomic by itself.
     where = (
-        "id = (SELECT id FROM run WHERE status = 'queued' AND kind = 'job' "
+        "id = (SELECT id FROM run WHERE status = 'queued' AND kind != 'external' "
         f"ORDER BY priority DESC, id ASC LIMIT 1{skip_locked})"
     )
     lease = (time.time() if now is None else now) + lease_seconds
@@ -81,7 +81,7 @@ def has_work(session: Session, *, now: float | None = None) -> bool:
     row = session.exec(
         select(col(Run.id))
         .where(
-            col(Run.kind) == RunKind.job,
+            col(Run.kind) != RunKind.external,
             (col(Run.status) == RunStatus.queued)
             | ((col(Run.status) == RunStatus.running) & (col(Run.lease_expires_at) < now)),
         )
@@ -172,7 +172,7 @@ def recover_expired_runs(session: Session, *, now: float | None = None) -> list[
         update(Run)
         .where(
             col(Run.status) == RunStatus.running,
-            col(Run.kind) == RunKind.job,
+            col(Run.kind) != RunKind.external,
             col(Run.lease_expires_at) < now,
         )
         .values(lease_expires_at=None)

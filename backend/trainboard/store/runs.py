@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from sqlalchemy import String, cast, func, or_
 from sqlmodel import Session, col, delete, select, update
@@ -31,16 +32,26 @@ def _publish(session: Session, run: Run) -> Run:
     return run
 
 
-def create_job_run(session: Session, *, spec: RunSpec, sweep_id: int | None = None) -> Run:
+def create_job_run(
+    session: Session,
+    *,
+    spec: RunSpec,
+    sweep_id: int | None = None,
+    kind: RunKind = RunKind.job,
+    options: dict[str, Any] | None = None,
+    priority: int | None = None,
+) -> Run:
+    """Queue a run of `spec`: a training job, or a check of it (`kind`, with its `options`)."""
     run = Run(
         name=spec.display_name(),
-        kind=RunKind.job,
+        kind=kind,
+        options=options,
         status=RunStatus.queued,
         spec=spec.model_dump(mode="json"),
         tags=list(spec.tags),
         notes=spec.notes,
-        epochs=spec.epochs,
-        priority=spec.priority,
+        epochs=spec.epochs if kind is RunKind.job else 1,
+        priority=spec.priority if priority is None else priority,
         max_retries=spec.max_retries,
         sweep_id=sweep_id,
         status_seq=1,
@@ -131,8 +142,10 @@ def cancel_run(session: Session, *, run_id: int) -> Run:
 def resume_run(session: Session, *, run_id: int, epochs: int | None) -> Run:
     """Queue a stopped run again; it continues from its latest checkpoint."""
     run = get_run(session, run_id=run_id)
-    if run.kind != RunKind.job:
+    if run.kind == RunKind.external:
         raise Conflict("an external run is resumed by its own script, not by a worker")
+    if run.kind != RunKind.job:
+        raise Conflict(f"a {run.kind} check is not resumed: start a new one")
     more = epochs is not None and epochs > run.epochs
     if run.status not in RESUMABLE_STATUSES and not (run.status == RunStatus.completed and more):
         raise Conflict(

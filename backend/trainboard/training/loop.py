@@ -16,6 +16,7 @@ diverged.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -25,19 +26,14 @@ import torch
 from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 
 from trainboard.training.checkpoint import CheckpointManager, load_checkpoint
-from trainboard.training.data import RawData, prepare_data
+from trainboard.training.data import RawData
+from trainboard.training.diagnosis import Probe, diagnose
 from trainboard.training.exits import Exit, Outcome
-from trainboard.training.models import build_loss, build_model
-from trainboard.training.optim import build_optimizer, build_schedule
+from trainboard.training.layer_norms import LayerNorms
+from trainboard.training.optim import build_schedule
 from trainboard.training.progress import Progress, evaluate
-from trainboard.training.runtime import (
-    Precision,
-    capture_rng,
-    epoch_order,
-    resolve_device,
-    restore_rng,
-    seed_everything,
-)
+from trainboard.training.runtime import capture_rng, epoch_order, restore_rng
+from trainboard.training.setup import build_setup
 from trainboard.training.sinks import (
     CheckpointFiles,
     CheckpointWriter,
@@ -63,40 +59,59 @@ def train(
     raw_data: RawData | None = None,
     checkpoints: CheckpointWriter | None = None,
     max_parameters: int | None = None,
+    probe: Probe | None = None,
 ) -> Outcome:
     """Train `spec` to the end (or to a stop), reporting through `sink`; returns why it ended.
     Checkpoints go to `checkpoints`, by default files under `run_dir/checkpoints` written here.
-    `raw_data` replaces the spec's data set (the scikit-learn estimators pass their arrays)."""
+    `raw_data` replaces the spec's data set (the scikit-learn estimators pass their arrays).
+    A diverged run's summary has a `diagnosis`, found by replaying the attempt up to the first
+    bad step with a `probe` watching that step (the replay stops there)."""
     sink = sink or MemorySink()
     checkpoints = checkpoints or CheckpointFiles(
         CheckpointManager(run_dir / "checkpoints", spec.checkpoint), sink
     )
     # --- setup
-    dev = resolve_device(device if device and spec.device == "auto" else spec.device)
-    seed_everything(spec.seed, spec.deterministic)
-    data = prepare_data(spec.dataset, seed=spec.seed, uploads_dir=uploads_dir, raw=raw_data)
-    model = build_model(spec.model, data.info, max_parameters=max_parameters).to(dev)
-    loss_fn = build_loss(data.info.task, spec.loss)
-    optimizer = build_optimizer(model, spec.optimizer)
-    classify = data.info.task == "classification"
-    n_train, batch = len(data.x_train), spec.batch_size
+    setup = build_setup(
+        spec,
+        uploads_dir=uploads_dir,
+        raw_data=raw_data,
+        device=device,
+        max_parameters=max_parameters,
+    )
+    dev, data, model, loss_fn = setup.device, setup.data, setup.model, setup.loss_fn
+    optimizer, precision, classify = setup.optimizer, setup.precision, setup.classify
+    x_train, y_train, x_val, y_val = setup.x_train, setup.y_train, setup.x_val, setup.y_val
+    n_train, batch = len(x_train), spec.batch_size
     if spec.overfit_batches:
         n_train = min(n_train, spec.overfit_batches * batch)
-    # A trailing batch of one sample is dropped: BatchNorm cannot train on it.
-    starts = [s for s in range(0, n_train, batch) if n_train - s > 1 or s == 0]
+    starts = setup.batch_starts(n_train, batch)
     schedule = build_schedule(
         optimizer, spec.scheduler, epochs=spec.epochs, steps_per_epoch=len(starts)
     )
-    precision = Precision.resolve(spec.amp, dev)
     # With fp16 the scaler skips steps on non-finite gradients and lowers its scale: not a NaN.
     check_grads = not precision.scaler.is_enabled()
     progress = Progress(spec)
     params = [p for p in model.parameters() if p.requires_grad]
-    pin = dev.type == "cuda"
-    x_train, y_train, x_val, y_val = (
-        (t.pin_memory() if pin else t).to(dev, non_blocking=True)
-        for t in (data.x_train, data.y_train, data.x_val, data.y_val)
-    )
+    layers = LayerNorms(model)
+    replay = None
+    if probe is None:  # how a divergence is replayed to find where it began
+        replay = functools.partial(
+            train,
+            spec,
+            run_dir=run_dir,
+            resume_from=resume_from,
+            uploads_dir=uploads_dir,
+            device=device,
+            raw_data=raw_data,
+            max_parameters=max_parameters,
+        )
+
+    def diverged() -> Outcome:
+        progress.diagnosis = diagnose(
+            progress, model, optimizer, setup, replay=replay, should_stop=should_stop
+        )
+        return _finish(sink, progress, Exit.diverged)
+
     # What every checkpoint repeats, made once.
     kept_as_is = {
         "spec": spec.model_dump(mode="json"),
@@ -132,6 +147,8 @@ def train(
         for start in starts:
             idx = order[start : start + batch]
             xb, yb = x_train[idx], y_train[idx]
+            if probe is not None and progress.global_step + 1 == probe.step:
+                probe.attach(model, xb, yb, data.info)
             optimizer.zero_grad(set_to_none=True)
             with precision.autocast():
                 out = model(xb)
@@ -140,28 +157,34 @@ def train(
             precision.scaler.scale(loss).backward()
             precision.scaler.unscale_(optimizer)
             grad_norm = get_total_norm([p.grad for p in params if p.grad is not None])
+            logging = (progress.global_step + 1) % spec.log_every_steps == 0
+            layer_norms = layers.measure() if logging else None  # before clipping
             if spec.grad_clip_norm is not None:
                 clip_grads_with_norm_(params, spec.grad_clip_norm, grad_norm)
             precision.scaler.step(optimizer)  # skips the step when fp16 gradients overflowed
             precision.scaler.update()
             progress.global_step += 1
+            if probe is not None and probe.attached:
+                probe.detach(model, loss)
+                return _finish(sink, progress, Exit.cancelled)
             loss_sum += loss.detach().float() * len(idx)
             if classify:
                 correct += (out.argmax(dim=1) == yb).sum()
             window.append((loss.detach().float(), grad_norm.detach().float()))
             # --- log: one host sync per log_every_steps steps, where the NaN check happens too
-            if progress.global_step % spec.log_every_steps == 0:
+            if logging:
                 losses, norms = progress.sync_window(window, check_grads=check_grads)
                 grad_norms += norms
                 window = []
                 if progress.diverged:
-                    return _finish(sink, progress, Exit.diverged)
+                    return diverged()
                 sink.log_step(
                     progress.global_step,
                     {
                         "step/train_loss": sum(losses) / len(losses),
                         "step/grad_norm": norms[-1],
                         "step/lr": optimizer.param_groups[0]["lr"],  # the lr this step used
+                        **layers.as_metrics(layer_norms),
                     },
                 )
             schedule.step_after_batch()
@@ -171,7 +194,7 @@ def train(
         losses, norms = progress.sync_window(window, check_grads=check_grads)
         grad_norms += norms
         if progress.diverged:
-            return _finish(sink, progress, Exit.diverged)
+            return diverged()
         lr = optimizer.param_groups[0]["lr"]
 
         # --- eval
@@ -185,7 +208,7 @@ def train(
         metrics |= evaluate(model, loss_fn, x_val, y_val, precision, classify, batch)
         if not math.isfinite(metrics["val_loss"]) or not math.isfinite(metrics["train_loss"]):
             progress.mark_diverged(epoch=epoch, what="the epoch's loss")
-            return _finish(sink, progress, Exit.diverged)
+            return diverged()
         seconds = time.perf_counter() - started
         metrics |= {"lr": lr, "epoch_seconds": seconds, "samples_per_second": seen / seconds}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Any
 
 import torch
@@ -12,6 +13,7 @@ from trainboard.training.exits import Exit
 from trainboard.training.runtime import Precision
 from trainboard.training.spec import EarlyStoppingSpec, RunSpec
 
+RECENT_GRAD_NORMS = 20
 DIVERGENCE_HINT = (
     "Try a lower learning rate, gradient clipping (grad_clip_norm), amp off, "
     "or check the data and labels for NaN or out-of-range values."
@@ -32,7 +34,11 @@ class Progress:
         self.last_metrics: dict[str, float] = {}
         self.epoch_seconds: list[float] = []
         self.diverged = False
-        self.divergence = ""
+        self.divergence = self.divergence_head = ""
+        self.diverged_at: tuple[int, int | None] = (0, None)  # (epoch, global step)
+        self.diagnosis: dict[str, Any] | None = None
+        # The last gradient norms seen, up to the first non-finite one (for a diagnosis).
+        self.recent_grad_norms: deque[float] = deque(maxlen=RECENT_GRAD_NORMS)
 
     # --- divergence
     def sync_window(
@@ -45,6 +51,7 @@ class Progress:
         losses, norms = [v[0] for v in values], [v[1] for v in values]
         first_step = self.global_step - len(window) + 1
         for offset, (loss, norm) in enumerate(values):
+            self.recent_grad_norms.append(norm)
             bad = (
                 "loss"
                 if not math.isfinite(loss)
@@ -61,10 +68,10 @@ class Progress:
 
     def mark_diverged(self, *, epoch: int, what: str, step: int | None = None) -> None:
         self.diverged = True
+        self.diverged_at = (epoch, step)
         where = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
-        self.divergence = (
-            f"Training diverged at {where}: {what} became NaN or infinite. {DIVERGENCE_HINT}"
-        )
+        self.divergence_head = f"Training diverged at {where}: {what} became NaN or infinite."
+        self.divergence = f"{self.divergence_head} {DIVERGENCE_HINT}"
 
     # --- epochs
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -93,15 +100,21 @@ class Progress:
 
     # --- results
     def summary(self) -> dict[str, Any]:
-        return {
+        summary = {
             "best_epoch": self.best_epoch,
             "best_val_loss": self.best_val_loss,
             **self.last_metrics,
         }
+        if self.diagnosis is not None:
+            summary["diagnosis"] = self.diagnosis
+        return summary
 
     def message(self, exit: Exit) -> str:
         if exit is Exit.diverged:
-            return self.divergence
+            if self.diagnosis is None:
+                return self.divergence
+            tips = " ".join(self.diagnosis["suggestions"])
+            return f"{self.divergence_head} {self.diagnosis['detail']} {tips}"
         if exit is Exit.early_stopped:
             rule = self.spec.early_stopping
             monitor = rule.monitor if rule else "metric"

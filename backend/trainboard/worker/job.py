@@ -33,6 +33,8 @@ class Job:
     start_epoch: int = 0
     max_parameters: int | None = None
     torch_threads: int = 0  # 0: the process chooses (see child.torch_threads)
+    kind: str = "job"  # or a check of the spec: "lr_find", "preflight" (training/checks.py)
+    options: dict[str, Any] | None = None  # the check's settings
 
     @property
     def log_path(self) -> Path:
@@ -40,7 +42,8 @@ class Job:
 
     def describe(self) -> str:
         resuming = f", resuming from {self.resume_from.name}" if self.resume_from else ""
-        return f"run {self.run_id} attempt {self.attempt} on {self.device}{resuming}"
+        what = "run" if self.kind == "job" else f"{self.kind} run"
+        return f"{what} {self.run_id} attempt {self.attempt} on {self.device}{resuming}"
 
     def to_line(self) -> bytes:
         """One line of JSON: how the job crosses to the child's stdin."""
@@ -55,10 +58,12 @@ class Job:
 
 
 def run_job(job: Job, *, sink: Sink, checkpoints: CheckpointWriter, should_stop: StopCheck) -> End:
-    """Train `job` with a progress bar on stdout, reporting through `sink`, and return how it
-    ended. Either the loop closes `sink` with its Outcome, or this closes it with the Failure
-    of whatever raised (the traceback goes to stderr, the run's log in a child). RecordingLost
-    propagates: nothing more may be recorded for this attempt."""
+    """Train `job` with a progress bar on stdout (or run its check), reporting through `sink`,
+    and return how it ended. Either the loop (or this, after a check) closes `sink` with its
+    Outcome, or this closes it with the Failure of whatever raised (the traceback goes to
+    stderr, the run's log in a child). RecordingLost propagates: nothing more may be recorded
+    for this attempt."""
+    from trainboard.training.checks import run_check
     from trainboard.training.loop import train
     from trainboard.training.sinks import ConsoleSink, FanOut
     from trainboard.training.spec import RunSpec
@@ -66,6 +71,20 @@ def run_job(job: Job, *, sink: Sink, checkpoints: CheckpointWriter, should_stop:
     closing: Sink = sink
     try:
         spec = RunSpec.model_validate(job.spec)  # checked by the recording side that made the job
+        if job.kind != "job":
+            outcome = run_check(
+                job.kind,
+                spec,
+                job.options or {},
+                sink=sink,
+                should_stop=should_stop,
+                uploads_dir=job.uploads_dir,
+                device=job.device,
+                max_parameters=job.max_parameters,
+            )
+            print(outcome.message, flush=True)
+            sink.close(outcome)
+            return outcome
         closing = FanOut(sink, ConsoleSink(spec.epochs, job.start_epoch, stream=sys.stdout))
         return train(
             spec,

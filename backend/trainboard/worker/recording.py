@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from trainboard.config import Settings
 from trainboard.db import reader, session_scope
-from trainboard.models import RunStatus
+from trainboard.models import RunKind, RunStatus
 from trainboard.store import queue
 from trainboard.store.checkpoints import committed_checkpoints
 from trainboard.store.files import folder_bytes
@@ -116,6 +116,7 @@ class LocalRecordings:
         with session_scope(reader(self.engine)) as session:
             run = get_run(session, run_id=run_id)
             spec, start_epoch = RunSpec.model_validate(run.spec), run.epoch
+            kind, options = run.kind, run.options
             committed = committed_checkpoints(session, run_id=run_id)
             upload = upload_data_info(session, name=spec.dataset.name)
         # The check the API made when the run was queued: a plugin may have gone since.
@@ -150,10 +151,12 @@ class LocalRecordings:
             spec=spec.model_dump(mode="json"),
             run_dir=run_dir,
             uploads_dir=self.settings.uploads_dir,
-            resume_from=manager.latest_path(),
+            resume_from=manager.latest_path() if kind == RunKind.job else None,
             start_epoch=start_epoch,
             max_parameters=self.settings.max_model_parameters,
             torch_threads=self.settings.torch_threads,
+            kind=kind,
+            options=options,
         )
         run_dir.mkdir(parents=True, exist_ok=True)
         return LocalRecording(
@@ -165,6 +168,8 @@ class LocalRecordings:
             status, error, summary = RunStatus.failed, end.message, None
         else:
             status, error, summary = EXIT_STATUS[end.exit], end.message or None, end.summary
+            if status == RunStatus.completed:
+                error = None  # a completed check's message is in its summary
             if end.exit is Exit.early_stopped:
                 error, summary = None, {**summary, "early_stopped": end.message}
         disk_bytes = folder_bytes(self.settings.run_dir(run_id))
