@@ -16,11 +16,11 @@ import torch
 from torch import nn
 from trainboard.training.checks import run_check
 from trainboard.training.data import DataInfo
-from trainboard.training.diagnosis import Probe
 from trainboard.training.exits import Exit
 from trainboard.training.layer_norms import LayerNorms, group_names
 from trainboard.training.loop import train
 from trainboard.training.lr_find import suggest
+from trainboard.training.probe import Probe
 from trainboard.training.sinks import MemorySink
 from trainboard.training.spec import RunSpec
 
@@ -183,8 +183,8 @@ def test_inputs_that_hold_inf_are_the_datas_fault() -> None:
     assert finding.bad_inputs
     from trainboard.training.diagnosis import suggestions
 
-    spec = RunSpec.model_validate(DIGITS_MLP)
-    assert suggestions(finding, [1.0, 1.1], 0.1, spec)[0].startswith("Check the data")
+    tips = suggestions(finding, [1.0, 1.1], 0.1, fp16=False, clipped=False)
+    assert tips[0].startswith("Check the data")
 
 
 def test_an_activation_that_overflows_is_named_by_its_module() -> None:
@@ -244,7 +244,7 @@ def test_a_diverging_run_gets_a_diagnosis_from_the_replayed_step(tmp_path: Path)
     assert finite[-1] > 10 * finite[0]  # exploding, as the suggestions say
     assert any("Clip gradients" in s for s in diagnosis["suggestions"])
     assert any("lower learning rate" in s for s in diagnosis["suggestions"])
-    assert diagnosis["lr"] == 10.0
+    assert diagnosis["lr"] == 10.0 and diagnosis["method"] == "replay"
     assert diagnosis["detail"] in outcome.message
 
 
@@ -278,6 +278,36 @@ def test_many_parameters_are_grouped_by_module_with_the_norm_of_the_group() -> N
     assert values["layer_grad_norm/7"] == pytest.approx(expected, rel=1e-5)
     rows, index = group_names(["a.b.c", "a.b.d", "a.e", "f"], limit=2)
     assert rows == ["a", "f"] and index == [0, 0, 0, 1]
+    wide = nn.Sequential(*[nn.Linear(2, 2) for _ in range(100)])  # 100 top-level modules
+    rows, index = group_names([n for n, _ in wide.named_parameters()])
+    assert len(rows) <= 64 and rows[0] == "0..1" and index[:4] == [0, 0, 0, 0]
+
+
+def test_lr_find_settings_and_suggestions_stay_inside_the_tested_range() -> None:
+    from pydantic import ValidationError
+    from trainboard.training.check_settings import LrFindSettings
+
+    with pytest.raises(ValidationError):
+        LrFindSettings(start_lr=1e-310)
+    with pytest.raises(ValidationError, match="end_lr must be above start_lr"):
+        LrFindSettings(start_lr=1.0, end_lr=0.5)
+    lrs = list(np.logspace(-3, 0, 40))
+    falls_at_once = [1.0, 0.2] + [0.2 + 0.05 * i for i in range(38)]
+    steepest, minimum_over_10, message = suggest(lrs, falls_at_once)
+    assert steepest is None and minimum_over_10 == lrs[0]  # lrs[1] / 10 is below the range
+    assert "fell at once" in message
+
+
+def test_the_replay_starts_from_the_latest_checkpoint_before_the_bad_epoch(tmp_path: Path) -> None:
+    from trainboard.training.diagnosis import latest_before
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for epoch in (1, 2, 5):
+        (folder / f"epoch-{epoch:04d}.pt").write_bytes(b"")
+    assert latest_before(folder, 5) == folder / "epoch-0002.pt"
+    assert latest_before(folder, 1) is None
+    assert latest_before(tmp_path / "none", 3) is None
 
 
 def test_the_loop_logs_per_layer_norms_every_log_every_steps(tmp_path: Path) -> None:

@@ -3,20 +3,23 @@ database engine and the embedded worker processes."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from trainboard import __version__
-from trainboard.api import checkpoints, checks, events, live, metrics, runs, system
+from trainboard.api import checkpoints, checks, events, live, metrics, runs, sweeps, system
 from trainboard.api.deps import require_token
 from trainboard.api.live import LiveEvents
 from trainboard.api.origin import SameOriginWrites
@@ -29,6 +32,7 @@ from trainboard.timeouts import BodyTimeout
 from trainboard.worker.pool import WorkerPool
 
 log = logging.getLogger("trainboard")
+KEEP_SWEEPS_SECONDS = 5.0
 
 
 def create_app(
@@ -45,11 +49,13 @@ def create_app(
         app.state.settings, app.state.engine = settings, engine
         app.state.live = LiveEvents(engine, settings)
         poller = live.start(app.state.live)
+        keeper = asyncio.get_running_loop().create_task(keep_sweeps(engine))
         embedded = WorkerPool(settings, workers)
         embedded.start()
         try:
             yield
         finally:
+            keeper.cancel()
             poller.cancel()
             embedded.stop()
             engine.dispose()
@@ -82,7 +88,7 @@ def create_app(
 
     app.include_router(system.public, prefix="/api")
     protected = [Depends(require_token)]
-    for module in (runs, checks, metrics, events, checkpoints):
+    for module in (runs, checks, sweeps, metrics, events, checkpoints):
         app.include_router(module.router, prefix="/api", dependencies=protected)
     app.include_router(system.router, prefix="/api", dependencies=protected)
     _mount_frontend(app, settings)
@@ -114,11 +120,26 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, 500)
 
 
+async def keep_sweeps(engine: Engine) -> None:
+    """Drive every running sweep now (after a restart it continues where it was) and every
+    KEEP_SWEEPS_SECONDS: a trial whose worker died, or whose end was recorded by a process
+    that could not reach the study, is told and replaced here."""
+    from trainboard.sweeps.driver import drive_all
+
+    while True:
+        try:
+            await anyio.to_thread.run_sync(drive_all, engine)
+        except Exception:
+            log.exception("driving the sweeps failed")
+        await asyncio.sleep(KEEP_SWEEPS_SECONDS)
+
+
 def _mount_frontend(app: FastAPI, settings: Settings) -> None:
     frontend = settings.frontend_dir
-    uplot = frontend / "node_modules" / "uplot" / "dist"
-    if uplot.is_dir():
-        app.mount("/vendor/uplot", StaticFiles(directory=uplot), name="uplot")
+    for package in ("uplot", "echarts"):  # the charting libraries' builds, nothing else of npm
+        dist = frontend / "node_modules" / package / "dist"
+        if dist.is_dir():
+            app.mount(f"/vendor/{package}", StaticFiles(directory=dist), name=package)
     if (frontend / "index.html").is_file():
         app.mount("/static", PageFiles(directory=frontend), name="static")
 

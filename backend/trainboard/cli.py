@@ -139,7 +139,7 @@ def check(args: argparse.Namespace) -> int:
     status 0 when it passed (preflight) or found a learning rate (lr-find)."""
     from pydantic import ValidationError
 
-    from trainboard.training.checks import run_check
+    from trainboard.training.checks import CHECKS, run_check
     from trainboard.training.registry import describe_validation_error
     from trainboard.training.runnable import SpecProblem, validate_names
     from trainboard.training.sinks import MemorySink
@@ -165,9 +165,7 @@ def check(args: argparse.Namespace) -> int:
         print(f"{args.spec}: {problem}", file=sys.stderr)
         return 2
     print(terminal_safe(outcome.message))
-    if kind == "lr_find":
-        return 0 if outcome.summary["suggested_lr"] is not None else 1
-    return 0 if outcome.summary["preflight"]["passed"] else 1
+    return 0 if CHECKS[kind].passed(outcome.summary) else 1
 
 
 def submit(args: argparse.Namespace) -> int:

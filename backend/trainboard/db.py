@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateTable
 from sqlmodel import Session, SQLModel
 
-from trainboard.models import Run  # importing the models registers the tables
+from trainboard.models import Run, Sweep  # importing the models registers the tables
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READONLY_OPTION = "trainboard_readonly"
@@ -132,12 +132,18 @@ def _v4_run_options(connection: Connection) -> None:
         connection.exec_driver_sql("ALTER TABLE run ADD COLUMN options JSON")
 
 
+def _v5_sweeps(connection: Connection) -> None:
+    """Sweeps (hyperparameter searches); their Optuna studies make their own tables."""
+    Sweep.__table__.create(connection, checkfirst=True)
+
+
 # Each step takes the schema from version i to i+1; append, never edit.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_initial,
     _v2_run_ids_never_reused,
     _v3_run_disk_bytes,
     _v4_run_options,
+    _v5_sweeps,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -83,3 +83,15 @@ def check_json(value: Any) -> Any:
 
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]
+
+
+def finite_or_null(value: Any) -> Any:
+    """`value` (a summary we made) with every non-finite number as null: what SQLite would keep
+    anyway, and what JSON can say."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_null(child) for key, child in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(child) for child in value]
+    return value

@@ -1,5 +1,5 @@
-"""The database tables (Run, MetricPoint, MetricBucket, Checkpoint, Worker, UploadedDataset) and
-the enums of a run's life; the API's schemas are in `trainboard.schemas`."""
+"""The database tables (Run, MetricPoint, MetricBucket, Checkpoint, Worker, UploadedDataset,
+Sweep) and the enums of a run's life; the API's schemas are in `trainboard.schemas`."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ class Run(SQLModel, table=True):
     eta_seconds: float | None = None
     # The run folder's size as last recorded (progress, end, upload); None before that.
     disk_bytes: int | None = SQLField(default=None, sa_column=Column(BigInteger, nullable=True))
-    # A check's settings (kinds lr_find and preflight); None for other kinds.
+    # A check's settings (kinds lr_find and preflight), or a sweep trial's number and params.
     options: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON, nullable=True))
     # Queue internals, never in a response.
     lease_expires_at: float | None = None
@@ -178,3 +178,34 @@ class UploadedDataset(SQLModel, table=True):
     target: str
     size_bytes: int
     created_at: datetime = SQLField(default_factory=utcnow)
+
+
+class SweepStatus(StrEnum):
+    running = "running"  # trials are queued, running, or still to be asked for
+    completed = "completed"  # every trial ended
+    cancelled = "cancelled"  # a person stopped it
+
+
+class Sweep(SQLModel, table=True):
+    """A hyperparameter search: its request (`config`), and what its Optuna study found. The
+    study itself lives in Optuna's tables of the same database (study `sweep-<id>`)."""
+
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    name: str = SQLField(sa_column=Column(String(200), nullable=False))
+    status: str = SQLField(
+        default=SweepStatus.running, sa_column=Column(String(16), nullable=False)
+    )
+    config: dict[str, Any] = SQLField(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = SQLField(default_factory=utcnow)
+    finished_at: datetime | None = None
+    best_run_id: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON))
+    # Bumped on every change a live-events client must see.
+    seq: int = SQLField(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    # One process at a time asks the study for trials: it holds the sweep until this time.
+    driver_until: float | None = None
+    # Something changed (a trial ended) since the driver last looked.
+    dirty: bool = False

@@ -166,3 +166,40 @@ class Health(BaseModel):
     version: str
     workers: int
     streams: int = 0  # open live-event streams
+
+
+class TrialPublic(BaseModel):
+    """One trial of a sweep: its run, Optuna number and params, and how it went."""
+
+    run_id: int
+    number: int
+    params: dict[str, Any]
+    status: RunStatus
+    value: float | None  # the objective: the best epoch value of its metric
+    pruned_epoch: int | None = None
+    pruned_against: float | None = None  # the median it lost to
+
+
+class SweepPublic(BaseModel):
+    id: int
+    name: str
+    status: str
+    n_trials: int  # the trials it runs (a grid smaller than the request's n_trials caps it)
+    parallelism: int
+    sampler: str
+    pruner: str
+    objective: dict[str, Any]
+    space: dict[str, Any]
+    base: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+    best_run_id: int | None
+    best_value: float | None
+    best_params: dict[str, Any] | None
+    trials: list[TrialPublic]
+    runs: list[RunPublic] | None = None
+
+
+class SweepList(BaseModel):
+    items: list[SweepPublic]
+    total: int

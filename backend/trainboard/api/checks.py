@@ -16,7 +16,7 @@ from trainboard.store import runs as store
 from trainboard.training.spec import RunSpec
 
 router = APIRouter(tags=["insight"])
-# A person waits for a check's answer: it goes before training runs of the same priority.
+# A person waits for a check's answer: it goes before training runs up to 99 above its own.
 CHECK_PRIORITY_BOOST = 100
 
 

@@ -11,8 +11,8 @@ class LrFindSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start_lr: float = Field(default=1e-7, gt=0, le=10)
-    end_lr: float = Field(default=10.0, gt=0, le=1000)
+    start_lr: float = Field(default=1e-7, ge=1e-12, le=10)
+    end_lr: float = Field(default=10.0, ge=1e-12, le=1000)
     steps: int = Field(default=100, ge=5, le=2000)
 
     @model_validator(mode="after")

@@ -5,6 +5,8 @@ optimizer as a run would, and ends `completed` with its answer in the run's summ
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,14 +15,27 @@ from pydantic import BaseModel
 from trainboard.training.check_settings import LrFindSettings, PreflightSettings
 
 if TYPE_CHECKING:  # types only: the checks and their torch load when a check runs
-    from collections.abc import Callable
-
     from trainboard.training.exits import Exit, Outcome
     from trainboard.training.sinks import Sink
     from trainboard.training.spec import RunSpec
 
 
-SETTINGS: dict[str, type[BaseModel]] = {"lr_find": LrFindSettings, "preflight": PreflightSettings}
+@dataclass(frozen=True)
+class Check:
+    """A kind of check: its settings, the function that runs it, and whether an Outcome's
+    summary says it passed (for the command line's exit status)."""
+
+    settings: type[BaseModel]
+    module: str  # the module of `run`, loaded when a check runs (it loads torch)
+    passed: Callable[[dict[str, Any]], bool]
+
+
+CHECKS: dict[str, Check] = {
+    "lr_find": Check(LrFindSettings, "lr_find", lambda s: s.get("suggested_lr") is not None),
+    "preflight": Check(
+        PreflightSettings, "preflight", lambda s: bool(s.get("preflight", {}).get("passed"))
+    ),
+}
 
 
 def run_check(
@@ -35,11 +50,12 @@ def run_check(
     max_parameters: int | None = None,
 ) -> Outcome:
     """Run the check `kind` on `spec` and return its Outcome (the caller closes `sink`)."""
-    from trainboard.training.lr_find import lr_find
-    from trainboard.training.preflight import preflight
+    import importlib
+
     from trainboard.training.setup import build_setup
 
-    settings = SETTINGS[kind].model_validate(options)
+    check = CHECKS[kind]
+    settings = check.settings.model_validate(options)
     setup = build_setup(spec, uploads_dir=uploads_dir, device=device, max_parameters=max_parameters)
-    check = lr_find if kind == "lr_find" else preflight
-    return check(spec, setup, settings, sink=sink, should_stop=should_stop)  # type: ignore[arg-type]
+    run = getattr(importlib.import_module(f"trainboard.training.{check.module}"), check.module)
+    return run(spec, setup, settings, sink=sink, should_stop=should_stop)

@@ -16,6 +16,7 @@ class Exit(StrEnum):
     cancelled = "cancelled"  # a person asked it to stop
     interrupted = "interrupted"  # its process is shutting down; it should be queued again
     diverged = "diverged"  # loss or gradients went NaN/Inf
+    pruned = "pruned"  # a sweep's pruner stopped the trial (set by the recording side)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Per-layer gradient norms: one `layer_grad_norm/<parameter>` point per parameter every
 `log_every_steps`, so an exploding layer shows before the NaN. A model with more than
 `MAX_ROWS` parameter tensors is reported per module instead, at the deepest module level
-that has at most `MAX_ROWS` modules (the norm of a module is that of all its gradients)."""
+that has at most `MAX_ROWS` modules (the norm of a module is that of all its gradients), and
+beyond that per run of consecutive top-level modules (`3..7`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ def group_names(names: list[str], limit: int = MAX_ROWS) -> tuple[list[str], lis
         if len(rows) <= limit or depth == 1:
             break
         depth -= 1
+    if len(rows) > limit:  # too many top-level modules: consecutive runs of them share a row
+        size = -(-len(rows) // limit)
+        chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
+        merged = {row: f"{c[0]}..{c[-1]}" if len(c) > 1 else c[0] for c in chunks for row in c}
+        prefixes = [merged[p] for p in prefixes]
+        rows = list(dict.fromkeys(prefixes))
     index = {row: i for i, row in enumerate(rows)}
     return rows, [index[p] for p in prefixes]
 

@@ -27,10 +27,11 @@ from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 
 from trainboard.training.checkpoint import CheckpointManager, load_checkpoint
 from trainboard.training.data import RawData
-from trainboard.training.diagnosis import Probe, diagnose
+from trainboard.training.diagnosis import diagnose
 from trainboard.training.exits import Exit, Outcome
 from trainboard.training.layer_norms import LayerNorms
 from trainboard.training.optim import build_schedule
+from trainboard.training.probe import Probe
 from trainboard.training.progress import Progress, evaluate
 from trainboard.training.runtime import capture_rng, epoch_order, restore_rng
 from trainboard.training.setup import build_setup
@@ -108,7 +109,13 @@ def train(
 
     def diverged() -> Outcome:
         progress.diagnosis = diagnose(
-            progress, model, optimizer, setup, replay=replay, should_stop=should_stop
+            progress,
+            model,
+            optimizer,
+            setup,
+            replay=replay,
+            should_stop=should_stop,
+            checkpoints=run_dir / "checkpoints",
         )
         return _finish(sink, progress, Exit.diverged)
 

@@ -33,7 +33,8 @@ SKIP_START = 0.1  # the steepest descent is looked for after the first 10% of th
 
 
 def suggest(lrs: list[float], losses: list[float]) -> tuple[float | None, float | None, str]:
-    """(steepest, minimum / 10, a sentence) from the smoothed curve; see the module's rule."""
+    """(steepest, minimum / 10, a sentence) from the smoothed curve; see the module's rule.
+    The suggested lr is the steepest, else the minimum / 10 (never below the range)."""
     if len(losses) < 5:
         return None, None, f"Only {len(losses)} steps ran before the loss ran away: lower start_lr."
     best = int(np.argmin(losses))
@@ -45,14 +46,14 @@ def suggest(lrs: list[float], losses: list[float]) -> tuple[float | None, float 
             f"lr {lrs[0]:.3g} and {lrs[-1]:.3g}: try a higher range, or check the model and "
             "data (run the one-batch check).",
         )
-    minimum_over_10 = lrs[best] / 10
+    minimum_over_10 = max(lrs[best] / 10, lrs[0])  # a suggestion inside the tested range
     first = int(len(losses) * SKIP_START)
     if best - first < 2:
-        return (
-            minimum_over_10,
-            minimum_over_10,
-            "The loss fell at once; the minimum / 10 is suggested.",
+        sentence = (
+            f"The loss fell at once and was lowest at lr {lrs[best]:.3g}: the minimum / 10, "
+            f"{minimum_over_10:.3g}, is suggested (try a lower start_lr for a steepest descent)."
         )
+        return None, minimum_over_10, sentence
     slopes = np.gradient(np.asarray(losses[first : best + 1]), np.log(lrs[first : best + 1]))
     # Not the minimum itself: its one-sided slope only says the curve arrived there.
     steepest = lrs[first + int(np.argmin(slopes[:-1]))]
@@ -71,8 +72,8 @@ def lr_find(
     `lr_find` with the curve, `message`); the points also go to `sink` by step."""
     model, optimizer, precision = setup.model, setup.optimizer, setup.precision
     params = [p for p in model.parameters() if p.requires_grad]
-    # Parameter groups keep their ratios to the first group (lr_scale).
-    scales = [g["lr"] / optimizer.param_groups[0]["lr"] for g in optimizer.param_groups]
+    # The tested lr is the spec's `optimizer.lr`; each parameter group keeps its lr_scale.
+    scales = [g["lr"] / spec.optimizer.lr for g in optimizer.param_groups]
     factor = (settings.end_lr / settings.start_lr) ** (1 / (settings.steps - 1))
     lrs: list[float] = []
     raw: list[float] = []
@@ -112,7 +113,7 @@ def lr_find(
             return Outcome(stop, 0, "The learning-rate range test was stopped.")
     steepest, minimum_over_10, sentence = suggest(lrs, smoothed)
     summary: dict[str, Any] = {
-        "suggested_lr": steepest,
+        "suggested_lr": steepest if steepest is not None else minimum_over_10,
         "suggestions": {"steepest": steepest, "minimum_over_10": minimum_over_10},
         "lr_find": {"lrs": lrs, "losses": smoothed, "raw_losses": raw},
         "stopped": stopped,

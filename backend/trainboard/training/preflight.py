@@ -28,6 +28,7 @@ from trainboard.training.spec import RunSpec
 
 PASS_FRACTION = 0.1  # the end loss must be below 10% of the start loss
 FLAT = 0.9  # an end loss above 90% of the start counts as flat
+NEAR_ZERO = 1e-6  # a loss this small has been fitted, whatever its start
 CHECK_EVERY = 10  # steps between eval-mode looks at the batch's loss
 
 
@@ -42,7 +43,7 @@ def preflight(
         setup.loss_fn,
     )
     xb, yb = next(setup.batches(spec))
-    lr = optimizer.param_groups[0]["lr"]
+    lr = spec.optimizer.lr
     problem = _data_problem(setup, xb, yb)
     if problem is None:
         problem = _shape_problem(setup, xb, yb)
@@ -59,6 +60,16 @@ def preflight(
     trainable = [p for p in model.parameters() if p.requires_grad]
     frozen = sum(1 for p in model.parameters() if not p.requires_grad)
     start = batch_loss()
+    if not math.isfinite(start):
+        message = (
+            f"The loss is {start} before any training: the model's outputs or the loss "
+            "cannot be computed on this batch (check the inputs, the targets and the model)."
+        )
+        return _verdict(False, start, start, 0, message, [])
+
+    def fitted(value: float) -> bool:
+        return value < PASS_FRACTION * start or value <= NEAR_ZERO
+
     losses: list[float] = []
     deadline = time.monotonic() + settings.seconds
     unreached: list[str] = []
@@ -91,23 +102,28 @@ def preflight(
                 "check the inputs for NaN.",
                 losses,
             )
-        if step % CHECK_EVERY == 0 or step == settings.steps or time.monotonic() > deadline:
+        out_of_time = time.monotonic() > deadline
+        if step % CHECK_EVERY == 0 or step == settings.steps or out_of_time:
             end = batch_loss()
-            if end < PASS_FRACTION * start or time.monotonic() > deadline:
+            if fitted(end) or out_of_time:
                 break
         stop = should_stop()
         if stop is not None:
             return Outcome(stop, 0, "The one-batch check was stopped.")
     steps = len(losses)
-    if end < PASS_FRACTION * start:
+    if fitted(end):
         message = (
             f"Passed: the model overfits one batch of {len(xb)} (loss {start:.4g} → {end:.4g} "
             f"in {steps} steps). It can learn; now train it on all the data."
         )
         return _verdict(True, start, end, steps, message, losses)
-    return _verdict(
-        False, start, end, steps, _why(start, end, steps, lr, frozen, unreached), losses
-    )
+    message = _why(start, end, steps, lr, frozen, unreached)
+    if steps < settings.steps:
+        message += (
+            f" It stopped at its time limit ({settings.seconds:g} s) after {steps} of "
+            f"{settings.steps} steps: raise preflight.seconds for a longer look."
+        )
+    return _verdict(False, start, end, steps, message, losses)
 
 
 def _why(start: float, end: float, steps: int, lr: float, frozen: int, unreached: list[str]) -> str:
@@ -157,8 +173,10 @@ def _data_problem(setup: Setup, xb: torch.Tensor, yb: torch.Tensor) -> str | Non
 
 
 def _shape_problem(setup: Setup, xb: torch.Tensor, yb: torch.Tensor) -> str | None:
+    setup.model.eval()  # a look, not a step: no dropout, no BatchNorm statistics
     with torch.no_grad():
         out = setup.model(xb)
+    setup.model.train()
     try:
         setup.loss_fn(out, yb)
     except Exception as exc:

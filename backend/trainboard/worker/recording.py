@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Engine
 
 from trainboard.config import Settings
 from trainboard.db import reader, session_scope
+from trainboard.jsonsafe import finite_or_null
 from trainboard.models import RunKind, RunStatus
 from trainboard.store import queue
 from trainboard.store.checkpoints import committed_checkpoints
 from trainboard.store.files import folder_bytes
 from trainboard.store.runs import get_run
+from trainboard.store.sweeps import get_sweep
 from trainboard.store.workers import upload_data_info
 from trainboard.training.checkpoint import CheckpointManager
 from trainboard.training.exits import End, Exit, Failure
@@ -34,6 +36,9 @@ from trainboard.training.sinks import (
 )
 from trainboard.training.spec import RunSpec, spec_paths
 from trainboard.worker.job import Job
+
+if TYPE_CHECKING:
+    from trainboard.sweeps.reporter import TrialReporter
 from trainboard.worker.storesink import (
     HeldCheckpointFiles,
     RunTakenOver,
@@ -47,6 +52,7 @@ class Recording(Protocol):
     job: Job
     sink: Sink
     checkpoints: CheckpointWriter
+    trial: TrialReporter | None  # a sweep trial's link to its study
 
     def flush_due(self) -> None:
         """Write what has waited long enough (called between reports and on a timer)."""
@@ -74,6 +80,7 @@ class LocalRecording:
     tensorboard: TensorBoardSink
     sink: Sink
     checkpoints: CheckpointFiles
+    trial: TrialReporter | None = None
 
     def flush_due(self) -> None:
         self.store.flush_due()
@@ -98,6 +105,7 @@ EXIT_STATUS = {
     Exit.cancelled: RunStatus.cancelled,
     Exit.diverged: RunStatus.diverged,
     Exit.interrupted: RunStatus.queued,  # back in the queue; the next attempt resumes
+    Exit.pruned: RunStatus.pruned,
 }
 
 
@@ -116,7 +124,8 @@ class LocalRecordings:
         with session_scope(reader(self.engine)) as session:
             run = get_run(session, run_id=run_id)
             spec, start_epoch = RunSpec.model_validate(run.spec), run.epoch
-            kind, options = run.kind, run.options
+            kind, options, sweep_id = run.kind, run.options, run.sweep_id
+            sweep_config = get_sweep(session, sweep_id=sweep_id).config if sweep_id else None
             committed = committed_checkpoints(session, run_id=run_id)
             upload = upload_data_info(session, name=spec.dataset.name)
         # The check the API made when the run was queued: a plugin may have gone since.
@@ -143,7 +152,15 @@ class LocalRecordings:
             run_dir=run_dir,
         )
         tensorboard = TensorBoardSink(run_dir / "tensorboard", hparams)
-        sink = FanOut(store, tensorboard)
+        trial = None
+        if sweep_id is not None and sweep_config is not None and options:
+            from trainboard.sweeps.reporter import TrialReporter
+            from trainboard.sweeps.space import SweepCreate
+
+            url = self.engine.url.render_as_string(hide_password=False)
+            request = SweepCreate.model_validate(sweep_config)
+            trial = TrialReporter(url, sweep_id, request, int(options["trial"]))
+        sink = FanOut(store, tensorboard, *([trial] if trial else []))
         job = Job(
             run_id=run_id,
             attempt=attempt,
@@ -160,14 +177,15 @@ class LocalRecordings:
         )
         run_dir.mkdir(parents=True, exist_ok=True)
         return LocalRecording(
-            job, store, tensorboard, sink, HeldCheckpointFiles(manager, sink, store)
+            job, store, tensorboard, sink, HeldCheckpointFiles(manager, sink, store), trial
         )
 
     def end(self, run_id: int, attempt: int, end: End) -> RunStatus | None:
         if isinstance(end, Failure):
             status, error, summary = RunStatus.failed, end.message, None
         else:
-            status, error, summary = EXIT_STATUS[end.exit], end.message or None, end.summary
+            summary = finite_or_null(end.summary)
+            status, error = EXIT_STATUS[end.exit], end.message or None
             if status == RunStatus.completed:
                 error = None  # a completed check's message is in its summary
             if end.exit is Exit.early_stopped:
@@ -184,4 +202,12 @@ class LocalRecordings:
                 disk_bytes=disk_bytes,
             ):
                 return None
+            sweep_id = get_run(session, run_id=run_id).sweep_id
+        if sweep_id is not None and status != RunStatus.queued:
+            from trainboard.sweeps.driver import drive
+
+            try:
+                drive(self.engine, sweep_id)  # tell the study, queue the next trial
+            except Exception:  # the server's keeper drives it again shortly
+                traceback.print_exc()
         return status

@@ -142,6 +142,8 @@ class Worker:
         assert child.process.stdin is not None
         child.process.stdin.write(recording.job.to_line())
         child.process.stdin.close()
+        if recording.trial is not None:  # its pruner stops the child as a cancel does
+            recording.trial.stop = lambda: child.process.send_signal(signal.SIGUSR1)
         if not self.stopping.is_set():
             self.prepare_child()  # the next run's process warms up while this one trains
         recorder = Recorder(recording.sink, recording.checkpoints, recording.flush_due)
@@ -163,6 +165,8 @@ class Worker:
             child.channel.close()
             recording.release()
         end = end or recorder.end or Failure(describe_exit(child.process.wait()))
+        if recording.trial is not None:
+            end = recording.trial.final(end)
         recordings.end(run_id, attempt, end)
         child.process.wait()  # after its end is recorded: a torch process takes a while to exit
 

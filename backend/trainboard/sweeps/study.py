@@ -1,0 +1,114 @@
+"""A sweep's Optuna study, kept in Optuna's own tables of trainboard's database (Optuna's RDB
+storage on the same SQLAlchemy URL, SQLite or PostgreSQL), so that it survives restarts and
+every process that drives the sweep or reports a trial's epochs sees the same study.
+
+Samplers are made afresh for each ask, seeded with (sweep seed, trials so far): any process
+can ask next and a sweep is reproducible (the grid sampler with the sweep's seed alone: its
+shuffled grid must be the same in every process). The median pruner stops a trial whose
+objective at an epoch is worse than the median of the finished trials at that epoch, once
+`STARTUP_TRIALS` trials have finished.
+"""
+
+from __future__ import annotations
+
+import statistics
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+    from trainboard.sweeps.space import SweepCreate
+
+STARTUP_TRIALS = 3  # finished trials before the median pruner prunes
+
+
+def study_name(sweep_id: int) -> str:
+    return f"sweep-{sweep_id}"
+
+
+@cache
+def storage(url: str) -> optuna.storages.RDBStorage:
+    """One Optuna storage per database URL and process (making one checks the schema)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30}  # wait for the write lock, as trainboard does
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+def distributions(request: SweepCreate) -> dict[str, optuna.distributions.BaseDistribution]:
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
+    for path, d in request.space.items():
+        if d.type == "float":
+            out[path] = FloatDistribution(d.low, d.high, log=d.log, step=d.step)
+        elif d.type == "int":
+            out[path] = IntDistribution(d.low, d.high, log=d.log, step=d.step)
+        else:
+            out[path] = CategoricalDistribution(d.choices)
+    return out
+
+
+def open_study(url: str, sweep_id: int, request: SweepCreate, *, asked: int = 0) -> optuna.Study:
+    """The sweep's study (made on first use), with its sampler seeded for the next ask."""
+    import optuna
+
+    seed = request.seed * 100_003 + asked
+    sampler: optuna.samplers.BaseSampler
+    if request.sampler == "grid":
+        # The grid's order comes from its seed: the same for every ask, so that grid ids
+        # (the trial numbers) name the same points in every process.
+        sampler = optuna.samplers.GridSampler(request.grid(), seed=request.seed)
+    elif request.sampler == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
+    pruner: optuna.pruners.BasePruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS)
+        if request.pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
+    return optuna.create_study(
+        study_name=study_name(sweep_id),
+        storage=storage(url),
+        sampler=sampler,
+        pruner=pruner,
+        direction="minimize" if request.objective.mode == "min" else "maximize",
+        load_if_exists=True,
+    )
+
+
+def median_at(study: optuna.Study, epoch: int, *, exclude: int) -> float | None:
+    """The median of the finished trials' values at `epoch`: what a pruned trial lost to."""
+    from optuna.trial import TrialState
+
+    values = [
+        t.intermediate_values[epoch]
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.number != exclude and epoch in t.intermediate_values
+    ]
+    return statistics.median(values) if values else None
+
+
+def importances(url: str, sweep_id: int, request: SweepCreate) -> dict[str, float]:
+    """Each parameter's importance for the objective (Optuna's default evaluator, fANOVA),
+    over the finished trials; empty until two have finished with different params."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = open_study(url, sweep_id, request)
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(done) < 2 or len({tuple(sorted(t.params.items(), key=str)) for t in done}) < 2:
+        return {}
+    try:
+        return dict(optuna.importance.get_param_importances(study))
+    except (RuntimeError, ValueError):  # e.g. every finished trial has the same value
+        return {}
