@@ -9,8 +9,9 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from trainboard.client import Client
     from trainboard.inference import load_model
+    from trainboard.sweeps.run import run_sweep as sweep
 
-__all__ = ["Client", "__version__", "load_model"]
+__all__ = ["Client", "__version__", "load_model", "sweep"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,6 +20,10 @@ def __getattr__(name: str) -> Any:
         from trainboard.inference import load_model
 
         return load_model
+    if name == "sweep":
+        from trainboard.sweeps.run import run_sweep
+
+        return run_sweep
     if name == "Client":
         from trainboard.client import Client
 

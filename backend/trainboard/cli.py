@@ -168,6 +168,19 @@ def check(args: argparse.Namespace) -> int:
     return 0 if CHECKS[kind].passed(outcome.summary) else 1
 
 
+def sweep(args: argparse.Namespace) -> int:
+    """`trainboard sweep SWEEP.json`: a sweep body (as POST /api/sweeps takes) run to its end
+    in this process; exit status 0 when it completed."""
+    from trainboard.sweeps.run import SweepProblem, run_sweep
+
+    try:
+        result = run_sweep(_read_spec(args.spec), home=args.home, database_url=args.database_url)
+    except SweepProblem as problem:
+        print(f"{args.spec}: {problem}", file=sys.stderr)
+        return 2
+    return 0 if result["status"] == "completed" else 1
+
+
 def submit(args: argparse.Namespace) -> int:
     from trainboard.client import Client, ClientError
 
@@ -237,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("spec", help="RunSpec JSON file ('-' for stdin)")
         p.add_argument("--home", help="data folder, for uploaded data sets")
         p.set_defaults(func=check)
+
+    p = commands.add_parser("sweep", help="run a hyperparameter sweep here, no server needed")
+    p.add_argument("spec", help="sweep JSON file, as POST /api/sweeps takes ('-' for stdin)")
+    p.add_argument("--home")
+    p.add_argument("--database-url")
+    p.set_defaults(func=sweep)
 
     p = commands.add_parser("submit", help="queue a run through the REST API")
     p.add_argument("spec")

@@ -15,6 +15,8 @@ import statistics
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event
+
 if TYPE_CHECKING:
     import optuna
 
@@ -34,9 +36,20 @@ def storage(url: str) -> optuna.storages.RDBStorage:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 30}  # wait for the write lock, as trainboard does
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    if not url.startswith("sqlite"):
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    kwargs["connect_args"] = {"timeout": 30}  # wait for the write lock, as trainboard does
+    made = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+    @event.listens_for(made.engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # As trainboard's own connections (db.make_engine): WAL needs no fsync per commit.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    made.engine.dispose()  # the connections opened before the listener are not reused
+    return made
 
 
 def distributions(request: SweepCreate) -> dict[str, optuna.distributions.BaseDistribution]:

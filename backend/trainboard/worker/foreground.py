@@ -13,11 +13,13 @@ from trainboard.db import session_scope
 from trainboard.models import RunStatus
 from trainboard.store import queue
 from trainboard.store.runs import create_job_run
-from trainboard.training.exits import Failure, RecordingLost
+from trainboard.training.exits import End, Failure, RecordingLost
 from trainboard.training.spec import RunSpec
 from trainboard.worker.job import run_job
 from trainboard.worker.recording import LocalRecordings
 from trainboard.worker.stop import StopFlag
+
+WORKER_ID = f"foreground-{os.getpid()}"
 
 
 def train_in_foreground(settings: Settings, engine: Engine, spec: RunSpec) -> RunStatus | None:
@@ -25,22 +27,31 @@ def train_in_foreground(settings: Settings, engine: Engine, spec: RunSpec) -> Ru
     another process took it over. Ctrl-C stops it at the next step and puts it back in the
     queue, from where a worker resumes it."""
     with session_scope(engine) as session:
-        run_id = create_job_run(session, spec=spec).id
+        run_id = create_job_run(session, spec=spec).id or 0
         # Claimed in the same transaction, so no worker can take it first.
-        attempt = queue.claim_run(
-            session, run_id=run_id, worker_id=f"foreground-{os.getpid()}", device=spec.device
-        )
+        attempt = queue.claim_run(session, run_id=run_id, worker_id=WORKER_ID, device=spec.device)
     assert attempt is not None
     print(f"run {run_id}: {spec.display_name()} -> {settings.run_dir(run_id)}", flush=True)
     stop = StopFlag()
     stop.install_signal_handlers()
+    status = train_claimed(settings, engine, run_id, attempt, spec.device, stop)
+    return status
+
+
+def train_claimed(
+    settings: Settings, engine: Engine, run_id: int, attempt: int, device: str, stop: StopFlag
+) -> RunStatus | None:
+    """Train the attempt this process claimed, here, and record its end (a sweep trial's
+    pruner stops it through `stop`)."""
     recordings = LocalRecordings(settings, engine)
     try:
-        recording = recordings.open(run_id, attempt, spec.device)
+        recording = recordings.open(run_id, attempt, device)
     except Exception as exc:
-        end = Failure.from_exception(exc)
+        end: End = Failure.from_exception(exc)
     else:
         print(recording.job.describe(), flush=True)
+        if recording.trial is not None:
+            recording.trial.stop = stop.cancel
         try:
             end = run_job(
                 recording.job,
@@ -53,6 +64,8 @@ def train_in_foreground(settings: Settings, engine: Engine, spec: RunSpec) -> Ru
             return None
         finally:
             recording.release()
+        if recording.trial is not None:
+            end = recording.trial.final(end)
     status = recordings.end(run_id, attempt, end)
     if status is not None:
         print(f"run {run_id} {status.value}" + (f": {end.message}" if end.message else ""))

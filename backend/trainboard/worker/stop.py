@@ -19,6 +19,10 @@ class StopFlag:
     def __call__(self) -> Exit | None:
         return self.reason
 
+    def cancel(self) -> None:
+        """Ask to cancel from this process (a sweep's pruner in `trainboard sweep`)."""
+        self.reason = Exit.cancelled
+
     def install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
