@@ -71,6 +71,11 @@ export const api = {
   cancel: (id) => request("POST", `/runs/${id}/cancel`),
   resume: (id) => request("POST", `/runs/${id}/resume`, {}),
   uploadDataset: (form) => request("POST", "/datasets", form),
+  sweeps: (params, options) => request("GET", `/sweeps?${query(params)}`, undefined, options),
+  sweep: (id, options) => request("GET", `/sweeps/${id}`, undefined, options),
+  importance: (id, options) => request("GET", `/sweeps/${id}/importance`, undefined, options),
+  createSweep: (sweep) => request("POST", "/sweeps", sweep),
+  cancelSweep: (id) => request("POST", `/sweeps/${id}/cancel`),
 };
 
 // For a read nobody awaits (a click's, a timer's): one ended by leaving its view is no error.
@@ -83,14 +88,12 @@ export function fileUrl(path) {
   return token() ? `/api${path}?token=${encodeURIComponent(token())}` : `/api${path}`;
 }
 
-// Live events of a run; `handlers` get parsed data; reconnects resume from the last event id.
-// The stream belongs to `signal`: none opens once it is aborted, and aborting it closes it.
-export function runEvents(id, cursor, handlers, { onConnection, signal }) {
+// A server-sent event stream at `path`; `handlers` get parsed data. The stream belongs to
+// `signal`: none opens once it is aborted, and aborting it closes it.
+function events(path, params, handlers, { onConnection, signal }) {
   signal.throwIfAborted();
-  const params = new URLSearchParams();
-  if (cursor) params.set("last_event_id", cursor);
   if (token()) params.set("token", token());
-  const source = new EventSource(`/api/runs/${id}/events?${params}`);
+  const source = new EventSource(`/api${path}?${params}`);
   for (const [name, handler] of Object.entries(handlers)) {
     source.addEventListener(name, (event) => handler(JSON.parse(event.data)));
   }
@@ -98,4 +101,16 @@ export function runEvents(id, cursor, handlers, { onConnection, signal }) {
   source.onerror = () => onConnection(source.readyState === EventSource.CLOSED ? null : false);
   signal.addEventListener("abort", () => source.close(), { once: true });
   return source;
+}
+
+// Live events of a run; reconnects resume from the last event id.
+export function runEvents(id, cursor, handlers, options) {
+  const params = new URLSearchParams();
+  if (cursor) params.set("last_event_id", cursor);
+  return events(`/runs/${id}/events`, params, handlers, options);
+}
+
+// Live events of a sweep: `sweep` (the Sweep, without its runs) as its trials change.
+export function sweepEvents(id, handlers, options) {
+  return events(`/sweeps/${id}/events`, new URLSearchParams(), handlers, options);
 }

@@ -10,6 +10,9 @@ import { compareView } from "./views/compare.js";
 import { formView } from "./views/form.js";
 import { runView } from "./views/run.js";
 import { runsView } from "./views/runs.js";
+import { sweepView } from "./views/sweep.js";
+import { sweepFormView } from "./views/sweepform.js";
+import { sweepsView } from "./views/sweeps.js";
 
 const main = document.getElementById("view");
 const connection = document.getElementById("connection");
@@ -28,6 +31,11 @@ function show(parts, params, signal) {
     return runView(main, { id: Number(parts[1]), setConnection }, signal);
   }
   if (parts[0] === "compare") return compareView(main, params, signal);
+  if (parts[0] === "sweeps" && parts[1] === "new") return sweepFormView(main, params, signal);
+  if (parts[0] === "sweeps") return sweepsView(main, params, signal);
+  if (parts[0] === "sweep" && /^\d+$/.test(parts[1] || "")) {
+    return sweepView(main, { id: Number(parts[1]), setConnection }, signal);
+  }
   return runsView(main, params, signal);
 }
 
@@ -40,8 +48,10 @@ async function route() {
   const [path, query] = (location.hash.slice(1) || "/runs").split("?");
   const params = new URLSearchParams(query || "");
   const parts = path.split("/").filter(Boolean);
+  // A sweep's page is under Sweeps.
+  const section = parts[0] === "sweep" ? "sweeps" : parts[0];
   for (const link of document.querySelectorAll("[data-nav]")) {
-    link.classList.toggle("active", link.dataset.nav === parts[0]);
+    link.classList.toggle("active", link.dataset.nav === section);
   }
   try {
     const done = await show(parts, params, signal);

@@ -101,7 +101,8 @@ function drawMarks(u, marks) {
 
 // A line chart in `container`. `onZoom(xMin, xMax)` fires after a drag-zoom (null, null on reset).
 // `logScale`/`logX`: that axis on a log10 scale (its values must be positive); `marks`: vertical
-// lines at given x values (drawMarks).
+// lines at given x values (drawMarks); `colors`: a colour per label (PALETTE's, in order, by
+// default).
 export function makeChart(
   container,
   {
@@ -111,6 +112,7 @@ export function makeChart(
     logScale = false,
     logX = false,
     marks = [],
+    colors = PALETTE,
     onZoom = null,
     height = 220,
   },
@@ -132,7 +134,7 @@ export function makeChart(
       { label: xLabel },
       ...labels.map((label, i) => ({
         label,
-        stroke: PALETTE[i % PALETTE.length],
+        stroke: colors[i % colors.length],
         width: 1.5,
         spanGaps: true,
         points: { show: false },

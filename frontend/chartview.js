@@ -10,6 +10,9 @@ import { el } from "./dom.js";
 
 const DECADE = 10;
 
+// A log axis has no place for 0 or below (an lr warming up from 0, an accuracy of 0): gaps.
+const positiveOnly = (column) => column.map((v) => (v > 0 ? v : null));
+
 // Whether the positive values of `columns` (arrays, nulls allowed) span more than a decade.
 export function spansDecade(columns) {
   let lo = Infinity;
@@ -118,7 +121,8 @@ export function chartView(
       const log = view.log ?? (!!entry.def.autoLog && spansDecade(ys));
       if (!entry.chart || isLogChart(entry.chart) !== log) make(entry, log);
       anyLog ||= log;
-      setChartData(entry.chart, [xs, ...ys.map((v) => smooth(v, view.smoothing))]);
+      const shown = ys.map((v) => smooth(v, view.smoothing));
+      setChartData(entry.chart, [xs, ...(log ? shown.map(positiveOnly) : shown)]);
     }
     bar.showMixed(anyLog && entries.some((e) => !isLogChart(e.chart)));
   }

@@ -8,7 +8,7 @@ import { cellAt, drawHeatmap, heatmapGrid, NON_FINITE, STOPS } from "../heatmap.
 export const LAYER_PREFIX = "layer_grad_norm/";
 export const isLayerKey = (key) => key.startsWith(LAYER_PREFIX);
 
-const ROW_HEIGHT = 16; // CSS pixels; matches .heatmap-labels div in style.css
+const ROW_HEIGHT = 16; // CSS pixels; matches .heatmap-labels div in insight.css
 const HINT =
   "Hover a cell to read it. Dark: a small norm (the layer learns slowly); bright: a large one; red: not finite.";
 // "net.10.weight" after "net.2.weight": the model's order for numbered layers.

@@ -107,6 +107,10 @@ function actionButtons(run, onChange) {
       location.hash = `#/new?clone=${run.id}`;
     };
     buttons.push(el("button", { id: "clone-run", text: "Clone", onclick: clone }));
+    const sweep = () => {
+      location.hash = `#/sweeps/new?from=${run.id}`;
+    };
+    buttons.push(el("button", { id: "sweep-run", text: "Sweep this", onclick: sweep }));
   }
   return buttons;
 }

@@ -145,12 +145,26 @@ def set_path(spec: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 
 def trial_spec(base: RunSpec, params: dict[str, Any], name: str) -> RunSpec:
-    """The spec a trial trains: the base with the trial's params, named after the trial."""
+    """The spec a trial trains: the base with the trial's params, named after the trial. A
+    trial that picks another optimizer, scheduler or model than the base's (`optimizer.name`)
+    gets that one's default options, not the base's options of another (adamw's betas mean
+    nothing to sgd), unless the space sets them too."""
     spec = base.model_dump(mode="json")
+    for path, value in params.items():
+        parent, _, leaf = path.rpartition(".")
+        if leaf == "name" and parent and value != _get(spec, f"{path}"):
+            spec = set_path(spec, f"{parent}.params", {})
     for path, value in params.items():
         spec = set_path(spec, path, value)
     spec["name"] = name[:200]
     return RunSpec.model_validate(spec)
+
+
+def _get(spec: dict[str, Any], path: str) -> Any:
+    node: Any = spec
+    for key in path.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
 
 
 def probe_specs(request: SweepCreate) -> list[tuple[str, dict[str, Any]]]:

@@ -1,0 +1,35 @@
+// Draws what is not a line over epochs (a sweep's scatter, bars, parallel coordinates) with
+// Apache ECharts, as charts.js draws lines with uPlot: one function makes a chart.
+//
+// SVG, so the axis names and labels are text in the page (a reader's search and a screen reader
+// find them); tooltips drawn as rich text, never as HTML, so a name or a choice a person typed
+// is never markup.
+
+import { PALETTE } from "./charts.js";
+
+const FONT = "system-ui, -apple-system, 'Segoe UI', sans-serif";
+
+// What every chart shares; each chart's own option is merged over it.
+const BASE = {
+  color: PALETTE,
+  animation: false,
+  aria: { enabled: true },
+  textStyle: { fontFamily: FONT },
+  tooltip: { renderMode: "richText", confine: true },
+  grid: { left: 60, right: 20, top: 40, bottom: 40, containLabel: false },
+};
+
+// A chart in `container` (given a height by CSS or `height`); `option` as ECharts takes it.
+// Returns the ECharts instance: setOption again to update it, `destroy()` to take it away.
+export function makeEChart(container, option, { height = 260 } = {}) {
+  if (!container.style.height) container.style.height = `${height}px`;
+  const chart = echarts.init(container, null, { renderer: "svg" });
+  chart.setOption({ ...BASE, ...option, tooltip: { ...BASE.tooltip, ...option.tooltip } });
+  const resize = new ResizeObserver(() => chart.resize());
+  resize.observe(container);
+  chart.destroy = () => {
+    resize.disconnect();
+    chart.dispose();
+  };
+  return chart;
+}

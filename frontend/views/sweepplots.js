@@ -1,0 +1,139 @@
+// A sweep's ECharts panels: the objective by trial, the parameters' importance (bars and the same
+// as a list), parallel coordinates whose brushed axis ranges choose the trials the curves show,
+// and a slice (objective against the parameter) per parameter.
+
+import { el, formatNumber } from "../dom.js";
+import { makeEChart } from "../echart.js";
+import {
+  importanceOption,
+  objectiveOption,
+  parallelOption,
+  sliceOption,
+  trialsInOrder,
+} from "../sweepcharts.js";
+
+const NO_IMPORTANCE = "Importance shows once a few trials have finished.";
+
+// `onBrush(runIds)`: the run ids of the trials inside every brushed range, or null when no
+// axis is brushed. Call `show(sweep)` to draw (again); `showImportance(importances)` likewise.
+export function sweepPlots(sweep, { onBrush }) {
+  const paths = Object.keys(sweep.space);
+  const boxes = {
+    objective: el("div", { class: "echart", id: "objective-chart", "data-chart": "objective" }),
+    importance: el("div", {
+      class: "echart",
+      id: "importance-chart",
+      "data-chart": "importance",
+      hidden: true,
+    }),
+    parallel: el("div", { class: "echart", id: "parallel-chart", "data-chart": "parallel" }),
+  };
+  const importanceList = el("ol", { class: "importance-list", id: "importance-list" });
+  const importanceNote = el("p", { class: "muted", id: "importance-note", text: NO_IMPORTANCE });
+  const slices = paths.map((path) =>
+    el("div", { class: "echart slice", "data-chart": "slice", "data-param": path }),
+  );
+  const clear = el("button", { type: "button", id: "clear-brush", text: "Clear brushed ranges" });
+  const node = el(
+    "section",
+    { class: "card" },
+    el(
+      "div",
+      { class: "sweep-charts" },
+      boxes.objective,
+      el("div", {}, boxes.importance, importanceNote, importanceList),
+    ),
+    el(
+      "div",
+      { class: "toolbar brush-bar" },
+      el("small", {
+        class: "muted",
+        text: "Drag along an axis to brush a range; the curves below keep the trials inside it.",
+      }),
+      clear,
+    ),
+    boxes.parallel,
+    el("h2", { text: "Slices" }),
+    el("div", { class: "slices", id: "slices" }, slices),
+  );
+
+  let charts = null;
+  let trials = [];
+  let importances = {};
+  // The parallel series' data follows `trials`: a raw data index is an index into it. (The
+  // series' getRawIndicesByActiveState is what ECharts offers an `axisareaselected` listener.)
+  function brushed() {
+    const series = charts.parallel.getModel().getSeries()[0];
+    if (!series) return null;
+    const total = trials.length;
+    if (series.getRawIndicesByActiveState("normal").length === total) return null;
+    return new Set(series.getRawIndicesByActiveState("active").map((i) => trials[i].run_id));
+  }
+  // Charts are made once the section is in the page (ECharts measures its box).
+  function make(current) {
+    trials = trialsInOrder(current);
+    charts = {
+      objective: makeEChart(boxes.objective, objectiveOption(current)),
+      importance: null, // made with the first importances: an empty chart says nothing
+      parallel: makeEChart(boxes.parallel, parallelOption(current, trials), { height: 340 }),
+      slices: slices.map((box, i) =>
+        makeEChart(box, sliceOption(current, paths[i]), { height: 220 }),
+      ),
+    };
+    charts.parallel.on("axisareaselected", () => onBrush(brushed()));
+    drawImportance();
+    clear.addEventListener("click", () => {
+      paths.forEach((_, i) => {
+        charts.parallel.dispatchAction({
+          type: "axisAreaSelect",
+          parallelAxisId: `param-${i}`,
+          intervals: [],
+        });
+      });
+      charts.parallel.dispatchAction({
+        type: "axisAreaSelect",
+        parallelAxisId: "objective",
+        intervals: [],
+      });
+    });
+  }
+  function show(current) {
+    if (!charts) {
+      make(current);
+      return;
+    }
+    trials = trialsInOrder(current);
+    charts.objective.setOption(objectiveOption(current));
+    // The axes keep their brushed ranges (same ids); new trials may fall inside them.
+    charts.parallel.setOption(parallelOption(current, trials));
+    charts.slices.forEach((chart, i) => {
+      chart.setOption(sliceOption(current, paths[i]));
+    });
+    onBrush(brushed());
+  }
+  function showImportance(next) {
+    importances = next;
+    const entries = Object.entries(importances).sort((a, b) => b[1] - a[1]);
+    importanceNote.hidden = entries.length > 0;
+    importanceList.replaceChildren(
+      ...entries.map(([path, value]) =>
+        el("li", { "data-param": path }, el("span", { text: path }), ` ${formatNumber(value, 2)}`),
+      ),
+    );
+    if (charts) drawImportance();
+  }
+  function drawImportance() {
+    if (!Object.keys(importances).length) return;
+    boxes.importance.hidden = false;
+    if (charts.importance) charts.importance.setOption(importanceOption(importances));
+    else charts.importance = makeEChart(boxes.importance, importanceOption(importances));
+  }
+  function destroy() {
+    if (!charts) return;
+    for (const chart of [charts.objective, charts.importance, charts.parallel, ...charts.slices]) {
+      chart?.destroy();
+    }
+    charts = null;
+  }
+  return { node, show, showImportance, destroy };
+}
