@@ -77,6 +77,17 @@ def test_checks_and_diagnoses_through_the_queue(start_server) -> None:
     assert curve["lrs"][0] <= found["summary"]["suggested_lr"] <= curve["lrs"][-1]
     points = http.get(f"/api/runs/{found['id']}/metrics", params={"keys": "lr_find/loss"})
     assert len(points.json()["series"]["lr_find/loss"]["steps"]) == len(curve["lrs"])
+    # A run at the suggested lr trains as well as one at the default lr, in the same epochs.
+    three = {**DIGITS_MLP, "epochs": 3}
+    suggested = http.post(
+        "/api/runs", json={**three, "optimizer": {"lr": found["summary"]["suggested_lr"]}}
+    ).json()
+    default = http.post("/api/runs", json=three).json()
+    accuracy = {
+        name: finished(http, run["id"])["summary"]["val_accuracy"]
+        for name, run in (("suggested", suggested), ("default", default))
+    }
+    assert accuracy["suggested"] >= accuracy["default"], accuracy
     # The check's settings are kept; its spec is the one sent, ready for "Use this lr".
     assert found["options"]["steps"] == 60 and found["spec"]["priority"] == 0
 
