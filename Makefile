@@ -27,6 +27,7 @@ bench:  ## speed scripts: loop vs plain loop, per-layer norms, store, page, queu
 	$(PY) bench/loop_vs_plain.py
 	$(PY) bench/layer_norms.py
 	$(PY) bench/sweep.py
+	$(PY) bench/sweep_page.py
 	$(PY) bench/store.py
 	$(PY) bench/page.py
 	$(PY) bench/queue_latency.py

@@ -72,7 +72,7 @@ export const api = {
   resume: (id) => request("POST", `/runs/${id}/resume`, {}),
   uploadDataset: (form) => request("POST", "/datasets", form),
   sweeps: (params, options) => request("GET", `/sweeps?${query(params)}`, undefined, options),
-  sweep: (id, options) => request("GET", `/sweeps/${id}`, undefined, options),
+  sweep: (id, options) => request("GET", `/sweeps/${id}?runs=false`, undefined, options),
   importance: (id, options) => request("GET", `/sweeps/${id}/importance`, undefined, options),
   createSweep: (sweep) => request("POST", "/sweeps", sweep),
   cancelSweep: (id) => request("POST", `/sweeps/${id}/cancel`),

@@ -49,8 +49,9 @@ export async function sweepView(container, { id, setConnection }, signal) {
     header.render(sweep);
     table.render(sweep);
     plots.show(sweep);
-    curves.refresh(sweep).catch(() => {});
+    // Importance first: its one request must not queue behind the trials' curve requests.
     readImportance();
+    curves.refresh(sweep).catch(() => {});
   }
   update(sweep);
 

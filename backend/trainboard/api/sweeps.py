@@ -124,7 +124,7 @@ def create_sweep(
         sweep = store.create_sweep(session, name=body.name, config=body.model_dump(mode="json"))
         sweep_id = sweep.id or 0
     drive_now(engine, sweep_id)
-    return read_sweep(sweep_id, db, settings)
+    return read_sweep(sweep_id, db, settings, runs=True)
 
 
 @router.get("")
@@ -141,10 +141,14 @@ def list_sweeps(
 
 
 @router.get("/{sweep_id}")
-def read_sweep(sweep_id: SweepId, db: DatabaseDep, settings: SettingsDep) -> SweepPublic:
+def read_sweep(
+    sweep_id: SweepId, db: DatabaseDep, settings: SettingsDep, runs: bool = True
+) -> SweepPublic:
+    """The sweep and its trials; with `runs=false` without the trials' whole Run objects (the
+    page needs only the trials: 1,000 runs with their specs are megabytes)."""
     with db.read() as session:
         sweep = store.get_sweep(session, sweep_id=sweep_id)
-        return sweep_public(session, sweep, settings, with_runs=True)
+        return sweep_public(session, sweep, settings, with_runs=runs)
 
 
 @router.post("/{sweep_id}/cancel", status_code=202)
@@ -154,19 +158,25 @@ def cancel_sweep(
     with db.write() as session:
         store.cancel_sweep(session, sweep_id=sweep_id)
     drive_now(engine, sweep_id)  # tells the study the cancelled trials failed
-    return read_sweep(sweep_id, db, settings)
+    return read_sweep(sweep_id, db, settings, runs=True)
 
 
 @router.get("/{sweep_id}/importance")
-def sweep_importance(sweep_id: SweepId, db: DatabaseDep, engine: EngineDep) -> dict[str, Any]:
-    """Each parameter's importance for the objective (Optuna's fANOVA), normalised to sum 1."""
+def sweep_importance(sweep_id: SweepId, db: DatabaseDep, settings: SettingsDep) -> dict[str, Any]:
+    """Each parameter's importance for the objective (Optuna's default evaluator, over the
+    completed trials), normalised to sum 1; `{}` until two different trials have completed."""
     from trainboard.sweeps.study import importances
 
     with db.read() as session:
-        sweep = store.get_sweep(session, sweep_id=sweep_id)
-        request = SweepCreate.model_validate(sweep.config)
-    url = engine.url.render_as_string(hide_password=False)
-    return {"importances": importances(url, sweep_id, request)}
+        found = store.get_sweep(session, sweep_id=sweep_id)
+        sweep = sweep_public(session, found, settings, with_runs=False)
+    request = SweepCreate.model_validate(
+        {"base": sweep.base, "space": sweep.space, "objective": sweep.objective}
+    )
+    finished = [
+        (t.params, t.value) for t in sweep.trials if t.status == "completed" and t.value is not None
+    ]
+    return {"importances": importances(request, finished)}
 
 
 @router.get("/{sweep_id}/events")

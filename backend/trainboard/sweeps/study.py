@@ -111,16 +111,31 @@ def median_at(study: optuna.Study, epoch: int, *, exclude: int) -> float | None:
     return statistics.median(values) if values else None
 
 
-def importances(url: str, sweep_id: int, request: SweepCreate) -> dict[str, float]:
-    """Each parameter's importance for the objective (Optuna's default evaluator, fANOVA),
-    over the finished trials; empty until two have finished with different params."""
+def importances(
+    request: SweepCreate, finished: list[tuple[dict[str, Any], float]]
+) -> dict[str, float]:
+    """Each parameter's importance for the objective (Optuna's default evaluator), from the
+    finished trials' (params, objective value); empty until two differ in their params. The
+    trials are handed to an in-memory study: reading them back from Optuna's tables would
+    load every epoch value of every trial."""
     import optuna
-    from optuna.trial import TrialState
 
-    study = open_study(url, sweep_id, request)
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(done) < 2 or len({tuple(sorted(t.params.items(), key=str)) for t in done}) < 2:
+    if len({tuple(sorted(map(str, params.items()))) for params, _ in finished}) < 2:
         return {}
+    dists = distributions(request)
+    study = optuna.create_study(
+        direction="minimize" if request.objective.mode == "min" else "maximize"
+    )
+    study.add_trials(
+        [
+            optuna.trial.create_trial(
+                params={k: v for k, v in params.items() if k in dists},
+                distributions={k: dists[k] for k in params if k in dists},
+                value=value,
+            )
+            for params, value in finished
+        ]
+    )
     try:
         return dict(optuna.importance.get_param_importances(study))
     except (RuntimeError, ValueError):  # e.g. every finished trial has the same value
