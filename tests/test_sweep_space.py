@@ -77,3 +77,14 @@ def test_the_probes_cover_every_edge_and_choice_and_their_combinations() -> None
     assert {"optimizer.lr": 0.1} in singles and {"optimizer.name": "adam"} in singles
     combos = [params for _, params in probes if len(params) == 2]
     assert len(combos) == 6 and {"optimizer.lr": 1e-4, "optimizer.name": "sgd"} in combos
+
+
+def test_a_huge_int_range_is_never_listed() -> None:
+    huge = request(
+        space={"batch_size": {"type": "int", "low": -4_124_622, "high": 501_445_326_794}}
+    )
+    assert huge.space["batch_size"].edges() == [-4_124_622, 501_445_326_794]
+    assert len(probe_specs(huge)) == 4  # each edge alone, and their one-dimension combinations
+    grid = request(sampler="grid", space=huge.space)
+    with pytest.raises(ValueError, match="more than 10000 points"):
+        grid.grid()

@@ -36,11 +36,17 @@ class FloatDimension(Strict):
             raise ValueError("step and log cannot be combined")
         return self
 
-    def grid(self) -> list[float] | None:
+    def count(self) -> int | None:
+        """How many grid values (None without a step: a float range has no grid)."""
         if self.step is None:
             return None
-        count = int((self.high - self.low) / self.step + 1e-9) + 1
-        return [round(self.low + i * self.step, 12) for i in range(count)]
+        return int((self.high - self.low) / self.step + 1e-9) + 1
+
+    def grid(self) -> list[float] | None:
+        count = self.count()
+        if count is None:
+            return None
+        return [round(self.low + i * (self.step or 0), 12) for i in range(count)]
 
     def edges(self) -> list[float]:
         return [self.low, self.high]
@@ -61,11 +67,15 @@ class IntDimension(Strict):
             raise ValueError("a log scale needs low > 0 and step 1")
         return self
 
+    def count(self) -> int:
+        return (self.high - self.low) // self.step + 1
+
     def grid(self) -> list[int]:
         return list(range(self.low, self.high + 1, self.step))
 
     def edges(self) -> list[int]:
-        return [self.low, self.grid()[-1]]
+        # Computed, not listed: a range may hold billions of values.
+        return [self.low, self.low + (self.count() - 1) * self.step]
 
 
 Choice = str | int | float | bool | None
@@ -74,6 +84,9 @@ Choice = str | int | float | bool | None
 class CategoricalDimension(Strict):
     type: Literal["categorical"]
     choices: list[Choice] = Field(min_length=1, max_length=100)
+
+    def count(self) -> int:
+        return len(self.choices)
 
     def grid(self) -> list[Choice]:
         return list(self.choices)
@@ -106,19 +119,17 @@ class SweepCreate(Strict):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
     def grid(self) -> dict[str, list[Choice]]:
-        """The grid sampler's values per path; ValueError naming a float without a step."""
-        grid: dict[str, list[Choice]] = {}
-        for path, dimension in self.space.items():
-            values = dimension.grid()
-            if values is None:
-                raise ValueError(f"{path}: the grid sampler needs a step for a float range")
-            grid[path] = values
+        """The grid sampler's values per path; ValueError naming a float without a step, or a
+        grid too big (its size is counted before any value is listed)."""
         size = 1
-        for values in grid.values():
-            size *= len(values)
-        if size > MAX_GRID:
-            raise ValueError(f"the grid has {size} points; at most {MAX_GRID}")
-        return grid
+        for path, dimension in self.space.items():
+            count = dimension.count()
+            if count is None:
+                raise ValueError(f"{path}: the grid sampler needs a step for a float range")
+            size *= count
+            if size > MAX_GRID:
+                raise ValueError(f"{path}: the grid has more than {MAX_GRID} points")
+        return {path: dimension.grid() or [] for path, dimension in self.space.items()}
 
     def trials(self) -> int:
         """How many trials the sweep runs: `n_trials`, or the whole grid if that is smaller."""

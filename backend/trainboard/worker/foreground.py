@@ -34,8 +34,7 @@ def train_in_foreground(settings: Settings, engine: Engine, spec: RunSpec) -> Ru
     print(f"run {run_id}: {spec.display_name()} -> {settings.run_dir(run_id)}", flush=True)
     stop = StopFlag()
     stop.install_signal_handlers()
-    status = train_claimed(settings, engine, run_id, attempt, spec.device, stop)
-    return status
+    return train_claimed(settings, engine, run_id, attempt, spec.device, stop)
 
 
 def train_claimed(

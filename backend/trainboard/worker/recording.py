@@ -36,14 +36,14 @@ from trainboard.training.sinks import (
 )
 from trainboard.training.spec import RunSpec, spec_paths
 from trainboard.worker.job import Job
-
-if TYPE_CHECKING:
-    from trainboard.sweeps.reporter import TrialReporter
 from trainboard.worker.storesink import (
     HeldCheckpointFiles,
     RunTakenOver,
     StoreSink,
 )
+
+if TYPE_CHECKING:
+    from trainboard.sweeps.reporter import TrialReporter
 
 
 class Recording(Protocol):
