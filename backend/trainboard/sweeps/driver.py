@@ -6,16 +6,19 @@ Anyone may call `drive` after something changed (the API after a create or cance
 a trial ended, the server's keeper every few seconds and at start). One process drives a sweep
 at a time: it holds the sweep row (`store.sweeps.hold`) while it asks and queues, and whoever
 finds it held only marks it dirty, so the holder drives once more before letting go. An Optuna
-trial left running without a run (its driver died between ask and queue) is failed, so it
-never counts.
+trial left running without a run (its driver died between ask and queue) is queued before any
+new trial is asked, so trial numbers have no gaps and no sample is wasted.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 from trainboard.db import reader, session_scope
 from trainboard.models import FINAL_STATUSES, Run, RunKind, RunStatus, SweepStatus
@@ -71,39 +74,54 @@ def _step(engine: Engine, sweep_id: int) -> None:
     url = str(engine.url.render_as_string(hide_password=False))
     study = open_study(url, sweep_id, request, asked=len(runs))
     by_number = {int((r.options or {})["trial"]): r for r in runs}
+    orphans: list[FrozenTrial] = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         run = by_number.get(trial.number)
         if run is None:
-            study.tell(trial.number, state=TrialState.FAIL)  # asked, never queued
+            orphans.append(trial)  # asked, never queued
         elif run.status in FINAL_STATUSES:
             _tell(study, trial.number, run, values.get(run.id))
 
     active = sum(1 for r in runs if r.status not in FINAL_STATUSES)
     created = len(runs)
     wanted = request.trials()
-    base_priority = request.base.priority
     while status == SweepStatus.running and created < wanted and active < request.parallelism:
-        study = open_study(url, sweep_id, request, asked=created)
-        trial = study.ask(distributions(request))
-        params = dict(trial.params)
-        spec = trial_spec(request.base, params, f"{name} #{trial.number}")
-        with session_scope(engine) as session:
-            run_store.create_job_run(
-                session,
-                spec=spec,
-                sweep_id=sweep_id,
-                kind=RunKind.job,
-                options={"trial": trial.number, "params": params},
-                priority=base_priority,
-            )
-            store.bump(session, sweep_id=sweep_id)
+        if orphans:
+            trial = orphans.pop(0)
+        else:
+            study = open_study(url, sweep_id, request, asked=created)
+            trial = study.ask(distributions(request))
+        _queue(engine, sweep_id, request, name, trial.number, dict(trial.params))
         created += 1
         active += 1
 
+    for trial in orphans:  # the sweep was cancelled or has its trials
+        study.tell(trial.number, state=TrialState.FAIL)
     finished = created >= wanted and active == 0
     best = _best(study, by_number)
     with session_scope(engine) as session:
         store.record_progress(session, sweep_id=sweep_id, best=best, finished=finished)
+
+
+def _queue(
+    engine: Engine,
+    sweep_id: int,
+    request: SweepCreate,
+    name: str,
+    number: int,
+    params: dict[str, Any],
+) -> None:
+    spec = trial_spec(request.base, params, f"{name} #{number}")
+    with session_scope(engine) as session:
+        run_store.create_job_run(
+            session,
+            spec=spec,
+            sweep_id=sweep_id,
+            kind=RunKind.job,
+            options={"trial": number, "params": params},
+            priority=request.base.priority,
+        )
+        store.bump(session, sweep_id=sweep_id)
 
 
 def _tell(study: Any, number: int, run: Run, value: float | None) -> None:

@@ -15,7 +15,7 @@ import statistics
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 if TYPE_CHECKING:
     import optuna
@@ -99,16 +99,22 @@ def open_study(url: str, sweep_id: int, request: SweepCreate, *, asked: int = 0)
     )
 
 
-def median_at(study: optuna.Study, epoch: int, *, exclude: int) -> float | None:
+def median_at(finished: list[optuna.trial.FrozenTrial], epoch: int) -> float | None:
     """The median of the finished trials' values at `epoch`: what a pruned trial lost to."""
-    from optuna.trial import TrialState
-
-    values = [
-        t.intermediate_values[epoch]
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.number != exclude and epoch in t.intermediate_values
-    ]
+    values = [t.intermediate_values[epoch] for t in finished if epoch in t.intermediate_values]
     return statistics.median(values) if values else None
+
+
+def count_finished(url: str, study: optuna.Study) -> int:
+    """How many of the study's trials are complete, counted in Optuna's table (its storage's
+    `get_n_trials` loads every trial to count them)."""
+    with storage(url).engine.connect() as connection:
+        return int(
+            connection.execute(
+                text("SELECT COUNT(*) FROM trials WHERE study_id = :id AND state = 'COMPLETE'"),
+                {"id": study._study_id},
+            ).scalar_one()
+        )
 
 
 def importances(
