@@ -8,14 +8,15 @@ on it and opens `#/sweep/<id>` afresh, 3 times a sweep (medians). Each time is t
 `performance.now()` (ms since the navigation started) at the first frame where it holds:
 
 - first paint: the header, every trial's row in `#trials-table` and the parallel coordinates
-  (an SVG that names the first parameter's axis) are in the page: what a person sees first;
+  (drawn, with the first parameter's axis) are in the page: what a person sees first;
 - importance: the importance chart's SVG names every parameter of the space;
 - curves: the overlaid curves chart has drawn its data (`data-points` > 0) for every trial;
 - brush re-filter: once everything is in, an `axisAreaSelect` on a parameter's axis (what a
   drag along it does, through ECharts' dispatchAction, as tests/e2e/test_sweep_page.py does),
   timed until the curves' count (`#curves-count`) has changed (`count_changed`) and until the
   next frame has run (`refilter`); the median of 5 brushes keeping different trials.
-Also the server's own times for the sweep's JSON and its importance (httpx, no browser).
+Also the server's own times for the sweep's JSON (whole, and without runs as the page reads it),
+its importance and its trials' curves (httpx, no browser).
 Prints `name: value unit` lines and the ratios to the 10-trial baseline.
 """
 
@@ -165,9 +166,16 @@ def fill_sweep(url: str, trials: int, seed: int) -> int:
 WATCH = """async ([trials, names]) => {
     const q = (selector) => document.querySelector(selector);
     const svg = (selector) => q(`${selector} svg`)?.textContent || "";
+    // Drawn, on an SVG or (many trials) a canvas, with the first parameter's axis.
+    const parallel = () => {
+        const chart = q("#parallel-chart");
+        const drawn = chart?.dataset.drawn && echarts.getInstanceByDom(chart);
+        const axes = drawn && drawn.getOption().parallelAxis;
+        return Boolean(axes?.some((axis) => axis.name === names[0]));
+    };
     const conditions = {
         first_paint: () =>
-            q("#sweep-name") && svg("#parallel-chart").includes(names[0]) &&
+            q("#sweep-name") && parallel() &&
             document.querySelectorAll("#trials-table tbody tr[data-run-id]").length === trials,
         importance: () => names.every((name) => svg("#importance-chart").includes(name)),
         curves: () =>
@@ -267,6 +275,12 @@ def main() -> None:
                     "api_importance": statistics.median(
                         server_ms(f"{api}/importance") for _ in range(3)
                     ),
+                    "api_page_sweep": statistics.median(
+                        server_ms(f"{api}?runs=false") for _ in range(3)
+                    ),
+                    "api_curves": statistics.median(
+                        server_ms(f"{api}/curves?key=val_loss") for _ in range(3)
+                    ),
                 }
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -288,6 +302,8 @@ def main() -> None:
         print(f"sweep_brush_count_changed_{name}: {r['brush_count']:.0f} ms")
         print(f"api_sweep_json_{name}: {r['api_sweep']:.0f} ms, {r['api_sweep_kib']:.0f} KiB")
         print(f"api_importance_{name}: {r['api_importance']:.0f} ms")
+        print(f"api_sweep_without_runs_{name}: {r['api_page_sweep']:.0f} ms")
+        print(f"api_curves_{name}: {r['api_curves']:.0f} ms")
     for key in ("first_paint", "importance", "curves", "brush"):
         print(f"sweep_{key}_1000_vs_10_trials: {big[key] / small[key]:.1f} x")
     if errors:

@@ -74,6 +74,8 @@ export const api = {
   sweeps: (params, options) => request("GET", `/sweeps?${query(params)}`, undefined, options),
   sweep: (id, options) => request("GET", `/sweeps/${id}?runs=false`, undefined, options),
   importance: (id, options) => request("GET", `/sweeps/${id}/importance`, undefined, options),
+  sweepCurves: (id, params, options) =>
+    request("GET", `/sweeps/${id}/curves?${query(params)}`, undefined, options),
   createSweep: (sweep) => request("POST", "/sweeps", sweep),
   cancelSweep: (id) => request("POST", `/sweeps/${id}/cancel`),
 };

@@ -115,6 +115,7 @@ export function makeChart(
     colors = PALETTE,
     onZoom = null,
     height = 220,
+    legend = true,
   },
 ) {
   const width = Math.max(280, container.clientWidth || 480);
@@ -143,6 +144,12 @@ export function makeChart(
     cursor: { drag: { x: true, y: false } },
     hooks: marks.length ? { draw: [(u) => drawMarks(u, marks)] } : {},
   };
+  if (!legend) {
+    // Hundreds of series: a legend row and a cursor dot each would be DOM to lay out on every
+    // redraw and every mouse move.
+    opts.legend = { show: false };
+    opts.cursor.points = { show: false };
+  }
   if (onZoom) {
     opts.hooks.setSelect = [
       (u) => {

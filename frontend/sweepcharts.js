@@ -111,15 +111,23 @@ export function parallelOption(sweep, trials) {
     type: "value",
     scale: true,
   });
-  const data = trials.map((t) => ({
-    name: `trial ${t.number}`,
-    value: [
-      ...paths.map((path) => axisValue(sweep.space[path], t.params[path])),
-      hasValue(t) ? t.value : "-",
-    ],
-    lineStyle: { color: trialColor(t) },
-  }));
+  // Plain value arrays, coloured through a visual map on an extra dimension (the trial's palette
+  // index): an object per data item would make ECharts build a model per trial.
+  const colorDim = axes.length;
+  const data = trials.map((t) => [
+    ...paths.map((path) => axisValue(sweep.space[path], t.params[path])),
+    hasValue(t) ? t.value : "-",
+    t.number % PALETTE.length,
+  ]);
   return {
+    tooltip: { trigger: "item", formatter: (p) => `trial ${trials[p.dataIndex].number}` },
+    visualMap: {
+      type: "piecewise",
+      show: false,
+      dimension: colorDim,
+      seriesIndex: 0,
+      pieces: PALETTE.map((color, i) => ({ value: i, color })),
+    },
     title: { text: "Parallel coordinates", textStyle: { fontSize: 13 } },
     parallel: { left: 70, right: 90, top: 60, bottom: 30 },
     parallelAxis: axes.map((a) => ({
@@ -154,10 +162,14 @@ export function sliceOption(sweep, path) {
       {
         name: path,
         type: "scatter",
-        data: trials.map((t) => ({
-          value: [axisValue(dimension, t.params[path]), t.value],
-          itemStyle: { color: t.status === "pruned" ? PRUNED : trialColor(t) },
-        })),
+        data: trials.map((t) => [axisValue(dimension, t.params[path]), t.value]),
+        // A colour function over plain arrays: an object per point makes a model per point.
+        itemStyle: {
+          color: ({ dataIndex }) => {
+            const t = trials[dataIndex];
+            return t.status === "pruned" ? PRUNED : trialColor(t);
+          },
+        },
       },
     ],
   };

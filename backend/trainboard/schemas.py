@@ -126,6 +126,13 @@ class Series(BaseModel):
     timestamps: list[float]
 
 
+class SweepCurves(BaseModel):
+    """A sweep's trials' series of one metric, by run id."""
+
+    key: str
+    series: dict[int, Series]
+
+
 class MetricsRead(BaseModel):
     run_id: int
     series: dict[str, Series]

@@ -18,7 +18,7 @@ const CLOSE_AFTER_FINAL_MS = 1500;
 export async function sweepView(container, { id, setConnection }, signal) {
   // Every read comes before anything that needs cleaning up (charts, timers, the stream).
   let sweep = await api.sweep(id, { signal });
-  const curves = sweepCurves(sweep.objective.metric, signal);
+  const curves = sweepCurves(id, sweep.objective.metric, signal);
   const plots = sweepPlots(sweep, { onBrush: (ids) => curves.filter(ids) });
   const header = sweepHeader((next) => update(next));
   const table = trialsTable();
@@ -26,7 +26,7 @@ export async function sweepView(container, { id, setConnection }, signal) {
     el("section", { class: "card" }, header.node),
     plots.node,
     curves.node,
-    el("section", { class: "card" }, el("h2", { text: "Trials" }), table.node),
+    el("section", { class: "card trials-card" }, el("h2", { text: "Trials" }), table.node),
   );
 
   // Importance is read again whenever another trial has finished.
@@ -46,12 +46,13 @@ export async function sweepView(container, { id, setConnection }, signal) {
     if (signal.aborted) return; // a Cancel's answer after the person has left
     // The stream's sweep comes without its runs.
     sweep = { ...sweep, ...next };
-    header.render(sweep);
-    table.render(sweep);
-    plots.show(sweep);
-    // Importance first: its one request must not queue behind the trials' curve requests.
+    // The reads go out first: the server answers them while the page draws.
     readImportance();
     curves.refresh(sweep).catch(() => {});
+    header.render(sweep);
+    // The charts measure their boxes (a forced layout each): before the table grows the page.
+    plots.show(sweep);
+    table.render(sweep);
   }
   update(sweep);
 

@@ -13,6 +13,9 @@ import {
 } from "../sweepcharts.js";
 
 const NO_IMPORTANCE = "Importance shows once a few trials have finished.";
+// A sweep of more trials than this draws its per-trial charts on a canvas (see echart.js).
+const SVG_TRIALS = 200;
+const SLICE_HEIGHT = 220;
 
 // `onBrush(runIds)`: the run ids of the trials inside every brushed range, or null when no
 // axis is brushed. Call `show(sweep)` to draw (again); `showImportance(importances)` likewise.
@@ -33,6 +36,7 @@ export function sweepPlots(sweep, { onBrush }) {
   const slices = paths.map((path) =>
     el("div", { class: "echart slice", "data-chart": "slice", "data-param": path }),
   );
+  for (const box of slices) box.style.height = `${SLICE_HEIGHT}px`; // its place before its chart
   const clear = el("button", { type: "button", id: "clear-brush", text: "Clear brushed ranges" });
   const node = el(
     "section",
@@ -58,6 +62,7 @@ export function sweepPlots(sweep, { onBrush }) {
   );
 
   let charts = null;
+  let latest = null; // the sweep last shown
   let trials = [];
   let importances = {};
   // The parallel series' data follows `trials`: a raw data index is an index into it. (The
@@ -71,15 +76,34 @@ export function sweepPlots(sweep, { onBrush }) {
   }
   // Charts are made once the section is in the page (ECharts measures its box).
   function make(current) {
+    latest = current;
     trials = trialsInOrder(current);
+    const renderer = current.n_trials > SVG_TRIALS ? "canvas" : "svg";
     charts = {
-      objective: makeEChart(boxes.objective, objectiveOption(current)),
+      objective: makeEChart(boxes.objective, objectiveOption(current), { renderer }),
       importance: null, // made with the first importances: an empty chart says nothing
-      parallel: makeEChart(boxes.parallel, parallelOption(current, trials), { height: 340 }),
-      slices: slices.map((box, i) =>
-        makeEChart(box, sliceOption(current, paths[i]), { height: 220 }),
-      ),
+      parallel: makeEChart(boxes.parallel, parallelOption(current, trials), {
+        height: 340,
+        renderer,
+      }),
+      slices: slices.map(() => null), // each made once scrolled near
     };
+    // A sweep's slices sit below the fold: drawing them waits until they come near it.
+    const near = new IntersectionObserver(
+      (entries) => {
+        for (const entry of entries) {
+          if (!entry.isIntersecting || !charts) continue;
+          const i = slices.indexOf(entry.target);
+          near.unobserve(entry.target);
+          charts.slices[i] = makeEChart(entry.target, sliceOption(latest, paths[i]), {
+            renderer,
+          });
+        }
+      },
+      { rootMargin: "200px" },
+    );
+    for (const box of slices) near.observe(box);
+    charts.near = near;
     charts.parallel.on("axisareaselected", () => onBrush(brushed()));
     drawImportance();
     clear.addEventListener("click", () => {
@@ -102,12 +126,13 @@ export function sweepPlots(sweep, { onBrush }) {
       make(current);
       return;
     }
+    latest = current;
     trials = trialsInOrder(current);
     charts.objective.setOption(objectiveOption(current));
     // The axes keep their brushed ranges (same ids); new trials may fall inside them.
     charts.parallel.setOption(parallelOption(current, trials));
     charts.slices.forEach((chart, i) => {
-      chart.setOption(sliceOption(current, paths[i]));
+      chart?.setOption(sliceOption(current, paths[i]));
     });
     onBrush(brushed());
   }
@@ -130,6 +155,7 @@ export function sweepPlots(sweep, { onBrush }) {
   }
   function destroy() {
     if (!charts) return;
+    charts.near.disconnect();
     for (const chart of [charts.objective, charts.importance, charts.parallel, ...charts.slices]) {
       chart?.destroy();
     }

@@ -90,6 +90,18 @@ def test_a_random_sweep_runs_its_trials_two_at_a_time_and_knows_its_best(start_s
     assert best["value"] == min(losses["series"]["val_loss"]["values"])
     importance = http.get(f"/api/sweeps/{done['id']}/importance").json()["importances"]
     assert set(importance) == {"optimizer.lr", "optimizer.name"}
+    # Every trial's curve in one read, each the same as its run's own series.
+    curves = http.get(f"/api/sweeps/{done['id']}/curves", params={"key": "val_loss"}).json()
+    assert set(curves["series"]) == {str(t["run_id"]) for t in done["trials"]}
+    assert curves["series"][str(best["run_id"])] == losses["series"]["val_loss"]
+    some = [t["run_id"] for t in done["trials"][:2]]
+    two = http.get(
+        f"/api/sweeps/{done['id']}/curves",
+        params={"key": "val_loss", "runs": f"{some[0]},{some[1]},999999"},
+    ).json()
+    assert set(two["series"]) == {str(i) for i in some}, "only the sweep's own trials asked for"
+    bad = http.get(f"/api/sweeps/{done['id']}/curves", params={"key": "val_loss", "runs": "1,x"})
+    assert bad.status_code == 422 and "runs" in bad.text
     listed = http.get("/api/sweeps").json()
     assert listed["total"] >= 1 and listed["items"][0]["id"] == done["id"]
 

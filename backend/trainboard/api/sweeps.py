@@ -15,12 +15,13 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from trainboard.api.deps import DatabaseDep, EngineDep, SettingsDep
+from trainboard.api.metrics import KEY, query_error
 from trainboard.api.validation import check_spec_references
 from trainboard.api.views import run_public
 from trainboard.config import Settings
 from trainboard.db import reader, session_scope
 from trainboard.models import Sweep
-from trainboard.schemas import SweepList, SweepPublic, TrialPublic
+from trainboard.schemas import METRIC_KEY_PATTERN, SweepCurves, SweepList, SweepPublic, TrialPublic
 from trainboard.store import sweeps as store
 from trainboard.sweeps.driver import drive
 from trainboard.sweeps.space import SweepCreate, probe_specs, trial_spec
@@ -177,6 +178,37 @@ def sweep_importance(sweep_id: SweepId, db: DatabaseDep, settings: SettingsDep) 
         (t.params, t.value) for t in sweep.trials if t.status == "completed" and t.value is not None
     ]
     return {"importances": importances(request, finished)}
+
+
+@router.get("/{sweep_id}/curves")
+def sweep_curves(
+    sweep_id: SweepId,
+    db: DatabaseDep,
+    key: Annotated[str, Query(max_length=200)],
+    runs: Annotated[str | None, Query(max_length=20_000)] = None,
+    max_points: Annotated[int, Query(ge=10, le=100_000)] = 2000,
+) -> SweepCurves:
+    """The trials' series of one metric in one answer (`runs=1,2,...`: only those trials), so
+    that a page of 1,000 trials makes one request, not 1,000."""
+    if not KEY.match(key):
+        raise query_error("key", f"{key!r} is not a metric key ({METRIC_KEY_PATTERN})", key)
+    run_ids = None if runs is None else run_id_list(runs)
+    with db.read() as session:
+        store.get_sweep(session, sweep_id=sweep_id)
+        series = store.trial_curves(
+            session, sweep_id=sweep_id, key=key, run_ids=run_ids, max_points=max_points
+        )
+    return SweepCurves(key=key, series=series)
+
+
+def run_id_list(runs: str) -> list[int]:
+    """The run ids of `runs=1,2,...`; 422 naming the first that is not one."""
+    ids = []
+    for part in filter(None, runs.split(",")):
+        if not part.isdigit() or not 1 <= int(part) <= 2**31 - 1:
+            raise query_error("runs", f"{part!r} is not a run id", runs)
+        ids.append(int(part))
+    return ids
 
 
 @router.get("/{sweep_id}/events")

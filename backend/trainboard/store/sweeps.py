@@ -1,7 +1,9 @@
-"""Sweeps: create, list, read, cancel; the driver's hold on a sweep; a trial's objective value."""
+"""Sweeps: create, list, read, cancel; the driver's hold on a sweep; a trial's objective value;
+the trials' curves of one metric in one read."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -17,7 +19,9 @@ from trainboard.models import (
     SweepStatus,
     utcnow,
 )
+from trainboard.schemas import Series
 from trainboard.store.errors import Conflict, NotFound
+from trainboard.store.metrics import read_series
 from trainboard.store.runs import cancel_run
 
 HOLD_SECONDS = 60.0  # a driver that died lets go of its sweep after this
@@ -160,3 +164,44 @@ def bump(session: Session, *, sweep_id: int) -> None:
 
 
 TRIAL_ENDS = {RunStatus.completed, RunStatus.pruned}
+
+
+def trial_curves(
+    session: Session, *, sweep_id: int, key: str, run_ids: list[int] | None, max_points: int
+) -> dict[int, Series]:
+    """Each trial's series of `key` (all the sweep's trials, or those of `run_ids` that are its
+    trials), as `store.metrics.read_series` gives one: whole in one query for the series of at
+    most `max_points` points (a trial's epochs), downsampled one by one above that."""
+    of_sweep = col(Run.sweep_id) == sweep_id
+    wanted = [of_sweep] if run_ids is None else [of_sweep, col(Run.id).in_(run_ids)]
+    counts = session.exec(
+        select(col(MetricPoint.run_id), func.count())
+        .join(Run, col(Run.id) == col(MetricPoint.run_id))
+        .where(*wanted, col(MetricPoint.key) == key)
+        .group_by(col(MetricPoint.run_id))
+    ).all()
+    short = [run_id for run_id, count in counts if count <= max_points]
+    out: dict[int, Series] = {}
+    if short:
+        rows = session.exec(
+            select(
+                col(MetricPoint.run_id),
+                col(MetricPoint.step),
+                col(MetricPoint.value),
+                col(MetricPoint.timestamp),
+            )
+            .where(col(MetricPoint.run_id).in_(short), col(MetricPoint.key) == key)
+            .order_by(col(MetricPoint.run_id), col(MetricPoint.step))
+        ).all()
+        for run_id, step, value, timestamp in rows:
+            series = out.get(run_id)
+            if series is None:
+                series = out[run_id] = Series.model_construct(steps=[], values=[], timestamps=[])
+            series.steps.append(step)
+            series.values.append(value if value is None or math.isfinite(value) else None)
+            series.timestamps.append(timestamp)
+    for run_id, count in counts:
+        if count > max_points:
+            found = read_series(session, run_id=run_id, keys=[key], max_points=max_points)
+            out[run_id] = found[key]
+    return out
