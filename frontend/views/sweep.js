@@ -33,9 +33,9 @@ export async function sweepView(container, { id, setConnection }, signal) {
   let importanceFor = -1;
   function readImportance() {
     const done = trialsDone(sweep).length;
-    if (done === importanceFor) return;
+    if (done === importanceFor) return null;
     importanceFor = done;
-    api
+    return api
       .importance(id, { signal })
       .then((answer) => plots.showImportance(answer.importances || {}))
       .catch(() => {
@@ -46,9 +46,10 @@ export async function sweepView(container, { id, setConnection }, signal) {
     if (signal.aborted) return; // a Cancel's answer after the person has left
     // The stream's sweep comes without its runs.
     sweep = { ...sweep, ...next };
-    // The reads go out first: the server answers them while the page draws.
-    readImportance();
-    curves.refresh(sweep).catch(() => {});
+    // The reads go out first: the server answers them while the page draws. Importance first,
+    // alone: the curves' larger read would otherwise share the server's time with it.
+    const importance = readImportance() ?? Promise.resolve();
+    importance.finally(() => curves.refresh(sweep).catch(() => {}));
     header.render(sweep);
     // The charts measure their boxes (a forced layout each): before the table grows the page.
     plots.show(sweep);

@@ -57,16 +57,23 @@ export function sweepHeader(onChange) {
   return { node, render };
 }
 
-// The trials table. A click on the objective's header sorts by it (the better first, then the
-// other way); on "#", by trial number.
+// Rows a page of the trials table shows: a thousand rows would take the browser longer to lay
+// out than the rest of the page together.
+export const TRIALS_PAGE = 100;
+
+// The trials table, a page at a time. A click on the objective's header sorts by it (the better
+// first, then the other way); on "#", by trial number.
 export function trialsTable() {
   const sort = { key: "number", desc: false };
+  let page = 0;
   const head = el("thead");
   const body = el("tbody");
+  const pager = el("div", { class: "toolbar pager", id: "trials-pager", hidden: true });
   const node = el(
     "div",
     { class: "table-wrap" },
     el("table", { class: "runs trials", id: "trials-table" }, head, body),
+    pager,
   );
   let last = null;
 
@@ -74,7 +81,34 @@ export function trialsTable() {
     const firstWay = key === "value" && mode === "max";
     sort.desc = sort.key === key ? !sort.desc : firstWay;
     sort.key = key;
+    page = 0;
     render(last);
+  }
+  function turn(by) {
+    page += by;
+    render(last);
+  }
+  function showPager(total) {
+    const pages = Math.ceil(total / TRIALS_PAGE);
+    pager.hidden = pages <= 1;
+    if (pager.hidden) return;
+    const first = page * TRIALS_PAGE + 1;
+    const end = Math.min(total, (page + 1) * TRIALS_PAGE);
+    pager.replaceChildren(
+      el("button", {
+        type: "button",
+        text: "Previous",
+        disabled: page === 0,
+        onclick: () => turn(-1),
+      }),
+      el("span", { text: `trials ${first}–${end} of ${total}` }),
+      el("button", {
+        type: "button",
+        text: "Next",
+        disabled: page >= pages - 1,
+        onclick: () => turn(1),
+      }),
+    );
   }
   function sorted(sweep) {
     const trials = trialsInOrder(sweep);
@@ -127,7 +161,10 @@ export function trialsTable() {
       );
       return;
     }
-    body.replaceChildren(...trials.map((t) => row(t, paths, t.run_id === sweep.best_run_id)));
+    page = Math.min(page, Math.ceil(trials.length / TRIALS_PAGE) - 1);
+    const shown = trials.slice(page * TRIALS_PAGE, (page + 1) * TRIALS_PAGE);
+    body.replaceChildren(...shown.map((t) => row(t, paths, t.run_id === sweep.best_run_id)));
+    showPager(trials.length);
   }
   return { node, render };
 }

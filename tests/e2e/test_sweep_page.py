@@ -5,6 +5,7 @@ importance; the form's preset, its field errors, and "Sweep this" on a run's pag
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -288,3 +289,81 @@ def test_a_pruned_trial_says_when_and_against_what(page: Any, site: Server) -> N
         sweep,
     )
     assert notes == ["", "pruned at epoch 2 (1.5 vs median 1.25)"]
+
+
+def finished_sweep(site: Server, trials: int) -> tuple[int, int]:
+    """A completed sweep of `trials` two-epoch trials written straight into the server's
+    database (training that many would take minutes); its id and its best run's id."""
+    from trainboard.db import make_engine, session_scope
+    from trainboard.models import Run, RunStatus, Sweep, SweepStatus, utcnow
+    from trainboard.store.metrics import add_metrics
+    from trainboard.sweeps.space import SweepCreate, trial_spec
+
+    request = SweepCreate.model_validate(
+        {"name": "many", "base": BASE, "space": {"optimizer.lr": LR_SPACE}, "n_trials": trials}
+    )
+    engine = make_engine(site.database_url)
+    with session_scope(engine) as session:
+        sweep = Sweep(
+            name=request.name,
+            status=SweepStatus.completed,
+            config=request.model_dump(mode="json"),
+            finished_at=utcnow(),
+            seq=1,
+        )
+        session.add(sweep)
+        session.flush()
+        sweep_id, best = sweep.id or 0, (math.inf, 0)
+        for n in range(trials):
+            params = {"optimizer.lr": 10 ** (-4 + 3 * n / trials)}
+            spec = trial_spec(request.base, params, f"many #{n}")
+            run = Run(
+                name=spec.display_name(),
+                status=RunStatus.completed,
+                spec=spec.model_dump(mode="json"),
+                epochs=2,
+                epoch=2,
+                attempt=1,
+                sweep_id=sweep_id,
+                disk_bytes=0,
+                options={"trial": n, "params": params},
+                finished_at=utcnow(),
+            )
+            session.add(run)
+            session.flush()
+            value = 0.5 + abs(n - 77) / trials  # trial 77 is the best
+            add_metrics(
+                session,
+                run_id=run.id or 0,
+                points=[("val_loss", 1, 2 * value, None), ("val_loss", 2, value, None)],
+            )
+            best = min(best, (value, run.id or 0))
+    engine.dispose()
+    return sweep_id, best[1]
+
+
+def test_a_sweep_of_many_trials_pages_its_table_and_reads_all_curves_at_once(
+    page: Any, site: Server
+) -> None:
+    sid, best_run = finished_sweep(site, 130)
+    reads: list[str] = []
+    page.on("request", lambda r: reads.append(r.url) if "/api/" in r.url else None)
+    page.goto(f"{site.url}/#/sweep/{sid}")
+    rows = page.locator("#trials-table tbody tr[data-run-id]")
+    expect(rows).to_have_count(100)
+    pager = page.locator("#trials-pager")
+    expect(pager).to_contain_text("trials 1\u2013100 of 130")
+    pager.get_by_role("button", name="Next").click()
+    expect(rows).to_have_count(30)
+    expect(rows.first).to_have_attribute("data-number", "100")
+    expect(pager.get_by_role("button", name="Next")).to_be_disabled()
+    # Sorting goes back to the first page, the best trial first.
+    page.locator("#trials-table th[data-sort=value]").click()
+    expect(rows).to_have_count(100)
+    expect(rows.first).to_have_attribute("data-run-id", str(best_run))
+    expect(page.locator("#curves-count")).to_have_text("130 trials")
+    assert page.evaluate("document.querySelector('#sweep-curves').dataset.shown") == "130"
+    curve_reads = [u for u in reads if "/curves" in u]
+    assert len(curve_reads) == 1, curve_reads
+    assert not [u for u in reads if "/metrics" in u], "no read per trial"
+    assert not page.js_errors
