@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateTable
 from sqlmodel import Session, SQLModel
 
-from trainboard.models import Run, Sweep  # importing the models registers the tables
+from trainboard.models import ModelAlias, Run, Sweep  # importing the models registers the tables
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READONLY_OPTION = "trainboard_readonly"
@@ -137,6 +137,11 @@ def _v5_sweeps(connection: Connection) -> None:
     Sweep.__table__.create(connection, checkfirst=True)
 
 
+def _v6_model_aliases(connection: Connection) -> None:
+    """Movable names for checkpoints ("production" → run 12's epoch-0009)."""
+    ModelAlias.__table__.create(connection, checkfirst=True)
+
+
 # Each step takes the schema from version i to i+1; append, never edit.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_initial,
@@ -144,6 +149,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _v3_run_disk_bytes,
     _v4_run_options,
     _v5_sweeps,
+    _v6_model_aliases,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

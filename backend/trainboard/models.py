@@ -1,5 +1,6 @@
 """The database tables (Run, MetricPoint, MetricBucket, Checkpoint, Worker, UploadedDataset,
-Sweep) and the enums of a run's life; the API's schemas are in `trainboard.schemas`."""
+Sweep, ModelAlias) and the enums of a run's life; the API's schemas are in
+`trainboard.schemas`."""
 
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ class Run(SQLModel, table=True):
     disk_bytes: int | None = SQLField(default=None, sa_column=Column(BigInteger, nullable=True))
     # A check's settings (kinds lr_find and preflight), or a sweep trial's number and params.
     options: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON, nullable=True))
-    # Queue internals, never in a response.
+    # Queue internals, never in a response. For an external run: when it ends `failed` unless
+    # it reports again (store/external.py).
     lease_expires_at: float | None = None
     cancel_requested: bool = False
     # Bumped on every write a live-events client must see; they are its resume cursor.
@@ -209,3 +211,16 @@ class Sweep(SQLModel, table=True):
     driver_until: float | None = None
     # Something changed (a trial ended) since the driver last looked.
     dirty: bool = False
+
+
+class ModelAlias(SQLModel, table=True):
+    """A movable name ("production") for one checkpoint of one run; moved by PUT."""
+
+    __tablename__ = "model_alias"
+
+    name: str = SQLField(sa_column=Column(String(64), primary_key=True))
+    run_id: int = SQLField(
+        sa_column=Column(Integer, ForeignKey("run.id", ondelete="CASCADE"), nullable=False)
+    )
+    checkpoint_name: str = SQLField(sa_column=Column(String(64), nullable=False))
+    updated_at: datetime = SQLField(default_factory=utcnow)

@@ -100,6 +100,7 @@ def test_every_built_in_model_is_counted_on_the_meta_device_as_built() -> None:
         ("mlp", {"batch_norm": True}, tabular),
         ("linear", {}, tabular),
         ("tiny_mlp", {}, tabular),
+        ("branchy", {}, tabular),
         ("cnn", {}, image),
         ("transformer", {"positional": "learned"}, tokens),
         ("transformer", {"positional": "sinusoidal"}, tokens),

@@ -44,3 +44,25 @@ xor_dataset = Plugin(
     {"task": "classification", "input_shape": [2], "num_classes": 2},
 )
 tiny_mlp = Plugin("tiny_mlp", "one hidden tanh layer (example plugin)", build_tiny, TinyOptions)
+
+
+class Branchy(nn.Module):
+    """Flips its logits when their batch mean is negative: control flow on the inputs' values,
+    which one exported graph (torch.export, ONNX) cannot hold."""
+
+    def __init__(self, width: int, outputs: int) -> None:
+        super().__init__()
+        self.layer = nn.Linear(width, outputs)
+
+    def forward(self, x):
+        logits = self.layer(x.flatten(1))
+        if logits.mean() > 0:
+            return logits
+        return -logits
+
+
+def build_branchy(params: dict, info) -> nn.Module:
+    return Branchy(int(np.prod(info.input_shape)), info.num_outputs)
+
+
+branchy = Plugin("branchy", "branches on its inputs' values (example plugin)", build_branchy)
