@@ -32,5 +32,7 @@ bench:  ## speed scripts: loop vs plain loop, per-layer norms, store, page, queu
 	$(PY) bench/page.py
 	$(PY) bench/queue_latency.py
 	$(PY) bench/startup.py
+	$(PY) bench/client.py
+	$(PY) bench/predict.py
 
 .PHONY: help setup run test lint bench

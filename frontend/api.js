@@ -78,6 +78,11 @@ export const api = {
     request("GET", `/sweeps/${id}/curves?${query(params)}`, undefined, options),
   createSweep: (sweep) => request("POST", "/sweeps", sweep),
   cancelSweep: (id) => request("POST", `/sweeps/${id}/cancel`),
+  leaderboard: (params, options) =>
+    request("GET", `/checkpoints?${query(params)}`, undefined, options),
+  predict: (runId, body) => request("POST", `/runs/${runId}/predict`, body),
+  aliases: (options) => request("GET", "/aliases", undefined, options),
+  setAlias: (name, body) => request("PUT", `/aliases/${encodeURIComponent(name)}`, body),
 };
 
 // For a read nobody awaits (a click's, a timer's): one ended by leaving its view is no error.

@@ -8,6 +8,7 @@
 import { showError } from "./dom.js";
 import { compareView } from "./views/compare.js";
 import { formView } from "./views/form.js";
+import { modelsView } from "./views/models.js";
 import { runView } from "./views/run.js";
 import { runsView } from "./views/runs.js";
 import { sweepView } from "./views/sweep.js";
@@ -31,6 +32,7 @@ function show(parts, params, signal) {
     return runView(main, { id: Number(parts[1]), setConnection }, signal);
   }
   if (parts[0] === "compare") return compareView(main, params, signal);
+  if (parts[0] === "models") return modelsView(main, params, signal);
   if (parts[0] === "sweeps" && parts[1] === "new") return sweepFormView(main, params, signal);
   if (parts[0] === "sweeps") return sweepsView(main, params, signal);
   if (parts[0] === "sweep" && /^\d+$/.test(parts[1] || "")) {

@@ -4,10 +4,12 @@ SQLite: the run life cycle's rules, external runs, 404s and the token. What need
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from trainboard.app import create_app
 from trainboard.config import Settings
@@ -80,7 +82,9 @@ def test_a_runs_size_is_the_recorded_one_not_a_walk_of_its_folder(
     home = tmp_path_factory.mktemp("size-home")
     with TestClient(create_app(Settings(home=home))) as client:
         rid = client.post("/api/runs", json={"kind": "external", "name": "sized"}).json()["id"]
-        content = b"x" * 1234
+        buffer = io.BytesIO()
+        torch.save({"w": torch.zeros(300)}, buffer)  # uploads must load as weights
+        content = buffer.getvalue()
         uploaded = client.post(
             f"/api/runs/{rid}/checkpoints",
             files={"file": ("c.pt", content)},

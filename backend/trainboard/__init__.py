@@ -10,8 +10,22 @@ if TYPE_CHECKING:
     from trainboard.client import Client
     from trainboard.inference import load_model
     from trainboard.sweeps.run import run_sweep as sweep
+    from trainboard.tracking.api import define_metric, finish, init, log, watch
+    from trainboard.tracking.run import Run
 
-__all__ = ["Client", "__version__", "load_model", "sweep"]
+__all__ = [
+    "Client",
+    "Run",
+    "__version__",
+    "define_metric",
+    "finish",
+    "init",
+    "load_model",
+    "log",
+    "sweep",
+    "watch",
+]
+_TRACKING = frozenset({"init", "log", "finish", "watch", "define_metric"})
 
 
 def __getattr__(name: str) -> Any:
@@ -28,4 +42,17 @@ def __getattr__(name: str) -> Any:
         from trainboard.client import Client
 
         return Client
+    if name in _TRACKING or name in ("run", "config", "summary"):
+        from trainboard.tracking import api
+
+        if name in _TRACKING:
+            return getattr(api, name)
+        # Read each time: `trainboard.run` is the current run, as `wandb.run` is.
+        if name == "run":
+            return api.current
+        return getattr(api.current, name) if api.current is not None else {}
+    if name == "Run":
+        from trainboard.tracking.run import Run
+
+        return Run
     raise AttributeError(name)

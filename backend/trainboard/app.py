@@ -19,12 +19,25 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from trainboard import __version__
-from trainboard.api import checkpoints, checks, events, live, metrics, runs, sweeps, system
+from trainboard.api import (
+    aliases,
+    checkpoints,
+    checks,
+    events,
+    live,
+    metrics,
+    runlog,
+    runs,
+    serving,
+    sweeps,
+    system,
+)
 from trainboard.api.deps import require_token
 from trainboard.api.live import LiveEvents
 from trainboard.api.origin import SameOriginWrites
 from trainboard.config import LOOPBACK_HOSTS, Settings
 from trainboard.db import init_db, make_engine
+from trainboard.external_keeper import keep_external_runs
 from trainboard.limits import BodySizeLimit
 from trainboard.pagefiles import PageFiles
 from trainboard.store.errors import Conflict, NotFound, StorageFull
@@ -50,12 +63,14 @@ def create_app(
         app.state.live = LiveEvents(engine, settings)
         poller = live.start(app.state.live)
         keeper = asyncio.get_running_loop().create_task(keep_sweeps(engine))
+        watchdog = asyncio.get_running_loop().create_task(keep_external_runs(engine, settings))
         embedded = WorkerPool(settings, workers)
         embedded.start()
         try:
             yield
         finally:
             keeper.cancel()
+            watchdog.cancel()
             poller.cancel()
             embedded.stop()
             engine.dispose()
@@ -90,6 +105,9 @@ def create_app(
     protected = [Depends(require_token)]
     for module in (runs, checks, sweeps, metrics, events, checkpoints):
         app.include_router(module.router, prefix="/api", dependencies=protected)
+    app.include_router(runlog.router, prefix="/api", dependencies=protected)
+    app.include_router(serving.router, prefix="/api", dependencies=protected)
+    app.include_router(aliases.router, prefix="/api", dependencies=protected)
     app.include_router(system.router, prefix="/api", dependencies=protected)
     _mount_frontend(app, settings)
     return app

@@ -266,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=default_url)
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=list_runs)
+
+    from trainboard.tracking.commands import add_commands
+
+    add_commands(commands, default_url)
+
+    from trainboard.serving.command import add_commands as add_serving_commands
+
+    add_serving_commands(commands)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""The Python client: queue runs, and track your own training script as an external run.
+"""The Python client: queue runs, and track your own training script as an external run
+(whose `log` only queues: trainboard.tracking sends in the background).
 
 with trainboard.Client("http://127.0.0.1:8000") as client:
     with client.start_run("my-script", {"lr": 1e-3}) as run:
@@ -9,33 +10,17 @@ with trainboard.Client("http://127.0.0.1:8000") as client:
 
 from __future__ import annotations
 
-import math
 import os
-import time
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 
-BATCH_POINTS = 1000
-FLUSH_SECONDS = 2.0
+from trainboard.tracking.run import Run
+from trainboard.tracking.transport import describe_detail
 
 
 class ClientError(RuntimeError):
     """The server refused a request, or could not be reached; the message says why."""
-
-
-def describe_detail(detail: Any) -> str:
-    """A validation error list as `field: message; ...`, anything else as it is."""
-    if isinstance(detail, list) and all(isinstance(d, dict) and "msg" in d for d in detail):
-        parts = []
-        for item in detail:
-            # "body" and the union's branch tag ("job") are not part of the field's name.
-            loc = [str(p) for p in item.get("loc", []) if p not in ("body", "job", "external")]
-            parts.append(f"{'.'.join(loc) or 'request'}: {item['msg']}")
-        return "; ".join(parts)
-    return str(detail)
 
 
 class Client:
@@ -43,6 +28,7 @@ class Client:
         self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0
     ) -> None:
         token = token or os.environ.get("TRAINBOARD_TOKEN")
+        self.url, self.token = url.rstrip("/"), token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
 
@@ -67,13 +53,10 @@ class Client:
 
     def start_run(
         self, name: str, params: dict[str, Any] | None = None, tags: list[str] | None = None
-    ) -> ExternalRun:
-        run = self.request(
-            "POST",
-            "/runs",
-            json={"kind": "external", "name": name, "params": params or {}, "tags": tags or []},
-        )
-        return ExternalRun(self, run["id"])
+    ) -> Run:
+        """An external run whose `log` never blocks or raises (see trainboard.tracking);
+        `params` are recorded as they are, without the code and environment `init` adds."""
+        return Run(name, params, tags, self.url, self.token, record_code=False)
 
     def close(self) -> None:
         self.http.close()
@@ -85,63 +68,4 @@ class Client:
         self.close()
 
 
-class ExternalRun:
-    """A run your own script logs into; points are buffered and sent in batches."""
-
-    def __init__(self, client: Client, run_id: int) -> None:
-        self.client, self.id = client, run_id
-        self.buffer: list[dict[str, Any]] = []
-        self.last_flush = time.monotonic()
-
-    def log(self, metrics: dict[str, float], step: int) -> None:
-        now = time.time()
-        for key, value in metrics.items():
-            number = float(value)
-            self.buffer.append(
-                {
-                    "key": key,
-                    "step": int(step),
-                    "value": number if math.isfinite(number) else None,
-                    "timestamp": now,
-                }
-            )
-        if len(self.buffer) >= BATCH_POINTS or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        while self.buffer:
-            batch = self.buffer[:BATCH_POINTS]
-            # Re-sending a batch after a failure is safe: (key, step) replaces, never duplicates.
-            self.client.request("POST", f"/runs/{self.id}/metrics", json={"points": batch})
-            del self.buffer[: len(batch)]
-        self.last_flush = time.monotonic()
-
-    def log_checkpoint(self, path: str | Path, epoch: int = 0) -> dict[str, Any]:
-        self.flush()
-        with Path(path).open("rb") as handle:
-            return self.client.request(
-                "POST",
-                f"/runs/{self.id}/checkpoints",
-                files={"file": (Path(path).name, handle)},
-                data={"epoch": str(epoch)},
-            )
-
-    def finish(self, status: str = "completed", error: str | None = None) -> dict[str, Any]:
-        self.flush()
-        return self.client.request(
-            "POST", f"/runs/{self.id}/finish", json={"status": status, "error": error}
-        )
-
-    def __enter__(self) -> ExternalRun:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        _tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            self.finish("completed")
-        else:
-            self.finish("failed", f"{exc_type.__name__ if exc_type else 'error'}: {exc}")
+ExternalRun = Run  # the name this client's runs had before the background sender

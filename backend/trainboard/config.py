@@ -31,12 +31,20 @@ class Settings(BaseSettings):
     frontend_dir: Path = Field(default_factory=default_frontend_dir)
     # A worker that misses heartbeats for this long loses its run to another worker.
     lease_seconds: float = 30.0
+    # An external run (a user's own script) silent for this long ends `failed`: its process
+    # died without finishing it. Its client sends something at least every 15 s.
+    external_timeout: float = Field(default=600.0, gt=0)
     # Idle workers look for queued runs this often; a submit starts within about this long.
     poll_seconds: float = 0.2
     # JSON bodies and uploads are refused with 413 above these sizes.
     max_body_bytes: int = 16 * 1024 * 1024
     max_upload_bytes: int = 64 * 1024 * 1024
     max_upload_columns: int = 500
+    # Rows one predict request may carry (422 beyond), and checkpoints whose models a server
+    # keeps loaded for predictions (least recently used dropped first; a digits MLP is ~0.1 MB,
+    # a large transformer hundreds of MB).
+    predict_max_rows: int = Field(default=1024, ge=1)
+    predict_cache_models: int = Field(default=8, ge=1)
     # Models above this many parameters are refused at submit (422) and by load_model. 100M is
     # about 1.6 GB to train in float32 with Adam (weights, gradients, two moments): far above
     # what the built-in models on the built-in data need, far below what takes a machine down.

@@ -97,6 +97,9 @@ class ResumeRequest(StrictBody):
 class FinishRequest(StrictBody):
     status: Literal["completed", "failed"] = "completed"
     error: Annotated[str, Field(max_length=10_000), NoNul()] | None = None
+    # The script's config as it ended (merged into spec.params) and its summary values.
+    params: JsonObject | None = None
+    summary: JsonObject | None = None
 
 
 METRIC_KEY_PATTERN = r"^[A-Za-z0-9_.\-/]{1,200}$"

@@ -32,6 +32,10 @@ function flatten(obj, prefix = "", out = {}) {
   return out;
 }
 
+// A long value (a tracked script's git diff) shows its start; the whole is its tooltip.
+const CELL_CHARS = 120;
+const clip = (text) => (text.length > CELL_CHARS ? `${text.slice(0, CELL_CHARS)}…` : text);
+
 function legend(runs) {
   const item = (r, i) =>
     el(
@@ -53,7 +57,7 @@ function specDiff(runs) {
       "tr",
       {},
       el("td", { text: p }),
-      flat.map((f) => el("td", { text: f[p] ?? "–" })),
+      flat.map((f) => el("td", { text: clip(f[p] ?? "–"), title: f[p] })),
     );
   const identical = el(
     "tr",

@@ -21,6 +21,9 @@ const CHARTS = [
   { id: "lr", title: "Learning rate", keys: ["lr"], autoLog: true },
   { id: "step_loss", title: "Step loss", keys: ["step/train_loss"], x: "step" },
   { id: "throughput", title: "Samples per second", keys: ["samples_per_second"] },
+  // System metrics' step is seconds into the run (tracking/system.py).
+  { id: "cpu", title: "CPU %", keys: ["system/cpu_percent"], x: "second" },
+  { id: "memory", title: "Memory (MB)", keys: ["system/memory_mb"], x: "second" },
 ];
 const X_OPTIONS = [
   { value: "step", label: "epoch / step" },

@@ -221,15 +221,20 @@ def test_metrics_of_a_queued_run_are_not_writable_by_clients(http: httpx.Client)
 
 def test_a_checkpoint_is_never_overwritten_by_an_upload(http: httpx.Client) -> None:
     rid = http.post("/api/runs", json={"kind": "external"}).json()["id"]
+    contents = []
+    for value in (1.0, 2.0):  # uploads must load with torch.load(weights_only=True)
+        buffer = io.BytesIO()
+        torch.save({"w": torch.full((2,), value)}, buffer)
+        contents.append(buffer.getvalue())
     first = http.post(
-        f"/api/runs/{rid}/checkpoints", files={"file": ("a.pt", b"first")}, data={"epoch": "3"}
+        f"/api/runs/{rid}/checkpoints", files={"file": ("a.pt", contents[0])}, data={"epoch": "3"}
     )
     assert first.status_code == 201
     again = http.post(
-        f"/api/runs/{rid}/checkpoints", files={"file": ("b.pt", b"second")}, data={"epoch": "3"}
+        f"/api/runs/{rid}/checkpoints", files={"file": ("b.pt", contents[1])}, data={"epoch": "3"}
     )
     assert again.status_code == 409 and "already has checkpoint 'epoch-0003'" in again.text
-    assert http.get(f"/api/runs/{rid}/checkpoints/epoch-0003").content == b"first"
+    assert http.get(f"/api/runs/{rid}/checkpoints/epoch-0003").content == contents[0]
     assert [c["sha256"] for c in http.get(f"/api/runs/{rid}/checkpoints").json()] == [
         first.json()["sha256"]
     ]

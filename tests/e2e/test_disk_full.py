@@ -38,6 +38,17 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
+def weights(count: int) -> bytes:
+    """A checkpoint of `count` float32 zeros: uploads must load with weights_only=True."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(count)}, buffer)
+    return buffer.getvalue()
+
+
 def test_a_data_set_upload_on_a_full_disk_is_507_and_leaves_nothing(
     shared_server: Server,
 ) -> None:
@@ -73,7 +84,7 @@ def test_a_checkpoint_upload_on_a_full_disk_is_507_and_leaves_nothing(
         with small_disk(folder):
             response = http.post(
                 f"/api/runs/{run_id}/checkpoints",
-                files={"file": ("model.pt", b"\0" * 400_000)},
+                files={"file": ("model.pt", weights(100_000))},
                 data={"epoch": "1"},
             )
             assert response.status_code == 507, response.text

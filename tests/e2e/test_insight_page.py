@@ -208,8 +208,8 @@ def test_the_gradient_norm_per_layer_is_a_heatmap_with_a_row_per_parameter(
     labels = section.locator(".heatmap-labels div")
     expect(labels).to_have_count(len(names))
     assert sorted(labels.all_inner_texts()) == sorted(names)
-    # The ordinary charts stay the fixed six: none for a layer's key.
-    assert page.locator("#charts [data-chart]").count() == 6
+    # The ordinary charts stay the fixed eight: none for a layer's key.
+    assert page.locator("#charts [data-chart]").count() == 8
     canvas = section.locator("canvas")
     box = canvas.bounding_box()
     assert box["height"] >= len(names) * 16 - 1  # a row each

@@ -11,6 +11,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
 from trainboard.api.deps import DatabaseDep, RunDep, SettingsDep
+from trainboard.api.upload_check import require_weights_only
 from trainboard.api.views import checkpoint_public
 from trainboard.models import Run
 from trainboard.schemas import CheckpointPublic
@@ -73,6 +74,7 @@ def upload_checkpoint(
     content = file.file.read(settings.max_upload_bytes + 1)
     if len(content) > settings.max_upload_bytes:
         raise HTTPException(413, f"checkpoint larger than {settings.max_upload_bytes} bytes")
+    require_weights_only(content)  # 422 before anything is stored
     name = checkpoint_name(epoch)
     path = settings.run_dir(run.id) / "checkpoints" / f"{name}.pt"
     try:

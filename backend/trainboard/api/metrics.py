@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from fastapi.exceptions import RequestValidationError
 
-from trainboard.api.deps import DatabaseDep, RunDep
+from trainboard.api.deps import DatabaseDep, RunDep, SettingsDep
 from trainboard.models import Run
 from trainboard.schemas import METRIC_KEY_PATTERN, MetricsRead, MetricsWrite
 from trainboard.store.errors import Conflict
+from trainboard.store.external import touch
 from trainboard.store.metrics import add_metrics, metric_keys, require_writable, series_json
 
 router = APIRouter(prefix="/runs/{run_id}/metrics", tags=["metrics"])
@@ -59,10 +61,14 @@ def query_error(name: str, message: str, value: object) -> RequestValidationErro
 
 
 @router.post("", status_code=202)
-def write_metrics(run: RunDep, body: MetricsWrite, db: DatabaseDep) -> dict[str, int]:
+def write_metrics(
+    run: RunDep, body: MetricsWrite, db: DatabaseDep, settings: SettingsDep
+) -> dict[str, int]:
+    """Write points (none: a heartbeat); the same (key, step) again replaces its value."""
     points = [(p["key"], p["step"], p["value"], p.get("timestamp")) for p in body.points]
     with db.write() as session:
         require_writable(session.get(Run, run.id), run.id)  # in the transaction that writes
         if not add_metrics(session, run_id=run.id, points=points, attempt=body.attempt):
             raise Conflict(f"attempt {body.attempt} no longer holds run {run.id}")
+        touch(session, run_id=run.id, deadline=time.time() + settings.external_timeout)
     return {"accepted": len(points)}

@@ -99,7 +99,12 @@ def finish_run(
 ) -> RunPublic:
     with db.write() as session:
         run = store.finish_external_run(
-            session, run_id=run.id, status=body.status, error=body.error
+            session,
+            run_id=run.id,
+            status=body.status,
+            error=body.error,
+            params=body.params,
+            summary=body.summary,
         )
     return run_public(run, settings)
 

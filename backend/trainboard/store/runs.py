@@ -164,13 +164,26 @@ def resume_run(session: Session, *, run_id: int, epochs: int | None) -> Run:
     return _publish(session, run)
 
 
-def finish_external_run(session: Session, *, run_id: int, status: str, error: str | None) -> Run:
+def finish_external_run(
+    session: Session,
+    *,
+    run_id: int,
+    status: str,
+    error: str | None,
+    params: dict[str, Any] | None = None,
+    summary: dict[str, Any] | None = None,
+) -> Run:
+    """End an external run; `params` are merged into its spec's, `summary` into its summary."""
     run = get_run(session, run_id=run_id)
     if run.kind != RunKind.external:
         raise Conflict("only external runs are finished through the API; workers finish their own")
     if run.status in FINAL_STATUSES:
         raise Conflict(f"run {run_id} has already finished ({run.status})")
     run.status, run.error, run.finished_at = status, error, utcnow()
+    if params:
+        run.spec = {**run.spec, "params": {**run.spec.get("params", {}), **params}}
+    if summary:
+        run.summary = {**run.summary, **summary}
     return _publish(session, run)
 
 

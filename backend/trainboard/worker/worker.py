@@ -181,6 +181,7 @@ class Worker:
         """Record what the child sends until its channel closes. The lease is held on a thread
         of its own, so a long write (a big model's checkpoint) never lets it lapse. Raises
         RunTakenOver when another attempt took the run over."""
+        from trainboard.tracking.system import SYSTEM_SECONDS, SystemSampler
         from trainboard.worker.channel import record
         from trainboard.worker.storesink import BATCH_SECONDS, RunTakenOver
 
@@ -193,16 +194,23 @@ class Worker:
         )
         holder.start()
 
+        # The child's CPU and memory (its data loader processes too), recorded on this thread
+        # with what the child sends: step = seconds into the attempt.
+        system = SystemSampler(child.pid)
+
         def check() -> None:
             if lost.is_set():
                 raise RunTakenOver(f"run {run_id} attempt {attempt} was taken over")
+            points = system.sample() if recorder.end is None else []  # none after its end
+            if points:
+                recorder.sink.log_step(points[0][1], {key: value for key, _, value, _ in points})
 
         try:
             record(
                 inbox,
                 recorder,
                 tick=check,
-                every=self.heartbeat_seconds,
+                every=min(self.heartbeat_seconds, SYSTEM_SECONDS),
                 flush_every=BATCH_SECONDS,
             )
         finally:

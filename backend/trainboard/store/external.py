@@ -1,0 +1,48 @@
+"""External runs that stop reporting: each has a deadline, pushed on by every write it makes,
+and a run still running past it ends `failed`.
+
+The deadline lives in `lease_expires_at`, which the queue never reads for external runs."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from trainboard.models import Run, RunKind, RunStatus, utcnow
+
+_RUNNING_EXTERNAL = (col(Run.kind) == RunKind.external, col(Run.status) == RunStatus.running)
+
+
+def touch(session: Session, *, run_id: int, deadline: float) -> None:
+    """The run reported: it may stay silent until `deadline`."""
+    session.exec(
+        update(Run)
+        .where(col(Run.id) == run_id, *_RUNNING_EXTERNAL)
+        .values(lease_expires_at=deadline)
+    )
+
+
+def grant_grace(session: Session, *, deadline: float, all_runs: bool) -> None:
+    """Give runs without a deadline (new ones) until `deadline`; with `all_runs` every running
+    external run: after the server was down, its scripts could not report, so none is late."""
+    stale = col(Run.lease_expires_at).is_(None)
+    if all_runs:
+        stale = stale | (col(Run.lease_expires_at) < deadline)
+    session.exec(update(Run).where(*_RUNNING_EXTERNAL, stale).values(lease_expires_at=deadline))
+
+
+def fail_silent_runs(session: Session, *, now: float, timeout: float) -> list[int]:
+    """End `failed` every running external run past its deadline; their ids."""
+    late = session.exec(
+        select(Run).where(*_RUNNING_EXTERNAL, col(Run.lease_expires_at) < now)
+    ).all()
+    for run in late:
+        run.status, run.finished_at = RunStatus.failed, utcnow()
+        run.error = (
+            f"the script stopped reporting: nothing was heard from it for {timeout:g} s "
+            "(TRAINBOARD_EXTERNAL_TIMEOUT), so it is taken to have died"
+        )
+        run.status_seq += 1  # live-event clients see the change
+        session.add(run)
+    session.flush()
+    return [int(run.id) for run in late if run.id is not None]
