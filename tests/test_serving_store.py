@@ -3,6 +3,8 @@ migration; and the LRU that bounds loaded models."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from sqlalchemy import Engine, inspect
 from trainboard.db import SCHEMA_VERSION, init_db, session_scope
@@ -46,6 +48,40 @@ def test_the_leaderboard_ranks_checkpoints_across_runs(engine: Engine) -> None:
     assert [(r.id, c.epoch) for c, r, _ in every] == [(c, 1), (a, 2), (a, 3), (b, 1)]
     assert [(r.id, v) for _, r, v in most] == [(a, 3.0), (b, 2.0), (c, 1.0)]
     assert best[0][1].name == "c" and absent == []
+
+
+def test_a_non_finite_metric_neither_breaks_the_leaderboard_nor_its_ranking(
+    engine: Engine,
+) -> None:
+    run_id = run_with_checkpoints(engine, "steady", [0.5])
+    with session_scope(engine) as session:
+        diverging = create_job_run(session, spec=tiny_run_spec(name="diverging")).id
+        metrics = {"val_loss": 0.3, "grad_norm": math.inf, "train_loss": math.nan}
+        entry = CheckpointEntry("epoch-0001", 1, 5, "abc", metrics)
+        sync_checkpoints(session, run_id=diverging, attempt=None, entries=[entry])
+    with session_scope(engine) as session:
+        best = best_checkpoints(session, metric="val_loss", mode="min", limit=10)
+        norms = best_checkpoints(session, metric="grad_norm", mode="max", limit=10)
+    assert [(r.id, v) for _, r, v in best] == [(diverging, 0.3), (run_id, 0.5)]
+    assert best[0][0].metrics == {"val_loss": 0.3, "grad_norm": None, "train_loss": None}
+    assert norms == []
+
+
+def test_a_row_stored_with_infinity_before_sanitising_is_left_out_not_a_failure(
+    engine: Engine,
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's json type refuses Infinity: no such row can exist there")
+    good = run_with_checkpoints(engine, "good", [0.4])
+    old = run_with_checkpoints(engine, "old", [0.1])
+    with engine.begin() as connection:  # as an older version wrote it
+        connection.exec_driver_sql(
+            'UPDATE checkpoint SET metrics = \'{"val_loss": 0.1, "grad_norm": Infinity}\' '
+            f"WHERE run_id = {old}"
+        )
+    with session_scope(engine) as session:
+        best = best_checkpoints(session, metric="val_loss", mode="min", limit=10)
+    assert [(r.id, v) for _, r, v in best] == [(good, 0.4)]
 
 
 def test_an_alias_moves_and_goes_with_its_run(engine: Engine) -> None:

@@ -31,6 +31,7 @@ export function aliasesCard(signal) {
   });
   const target = el("select", { id: "alias-target", "aria-label": "Checkpoint" });
   const message = el("span", { class: "alias-message", "aria-live": "polite" });
+  const submit = el("button", { type: "submit", text: "Point alias" });
 
   async function load() {
     const aliases = await api.aliases({ signal });
@@ -48,6 +49,7 @@ export function aliasesCard(signal) {
       class: "toolbar alias-form",
       onsubmit: async (event) => {
         event.preventDefault();
+        if (!target.value) return; // no checkpoints yet: nothing to point at
         const [runId, checkpointId] = target.value.split("/");
         try {
           await api.setAlias(name.value, { run_id: Number(runId), checkpoint_id: checkpointId });
@@ -63,7 +65,7 @@ export function aliasesCard(signal) {
     name,
     el("span", { text: "→" }),
     target,
-    el("button", { type: "submit", text: "Point alias" }),
+    submit,
     message,
   );
   const node = el(
@@ -90,12 +92,18 @@ export function aliasesCard(signal) {
       ),
     ),
   );
+  // With an empty leaderboard there is nothing to point at: the form says so and is off.
   const setChoices = (entries) => {
+    const none = entries.length === 0;
     target.replaceChildren(
-      ...entries.map((e) =>
-        el("option", { value: `${e.run_id}/${e.id}`, text: `${e.run_name} · ${e.id}` }),
-      ),
+      ...(none
+        ? [el("option", { value: "", text: "no checkpoints yet" })]
+        : entries.map((e) =>
+            el("option", { value: `${e.run_id}/${e.id}`, text: `${e.run_name} · ${e.id}` }),
+          )),
     );
+    target.disabled = none;
+    submit.disabled = none;
   };
   return { node, load, setChoices };
 }

@@ -51,19 +51,23 @@ function digitGrid() {
   };
 }
 
-function jsonRows(example) {
+// An empty box whose placeholder says what a row is: the width is the data set's, which the
+// leaderboard row does not carry (a row of the wrong width is answered with the right one).
+function jsonRows(dataset) {
   const box = el("textarea", {
     class: "rows-input",
     rows: 5,
     spellcheck: false,
     "aria-label": "Input rows as JSON",
+    placeholder:
+      `[[…], […]]: one list per row, one value per feature of ${dataset || "the data set"}` +
+      " (or objects by column name)",
   });
-  box.value = example;
   return {
     node: box,
     rows: () => parseRows(box.value),
     clear: () => {
-      box.value = "[]";
+      box.value = "";
     },
     dispose: () => {},
   };
@@ -86,10 +90,7 @@ function answerView(answer) {
 
 // The panel for one leaderboard row; returns { node, dispose }.
 export function tryItPanel(row) {
-  const input =
-    row.dataset === "digits"
-      ? digitGrid()
-      : jsonRows("[\n  [0, 0, 0]\n]\n// one row per list item, as the data set has them");
+  const input = row.dataset === "digits" ? digitGrid() : jsonRows(row.dataset);
   const result = el("div", { class: "try-result", "aria-live": "polite" });
   const predict = el("button", {
     class: "primary",
@@ -135,6 +136,7 @@ function parseRows(text) {
     .split("\n")
     .filter((line) => !line.trim().startsWith("//"))
     .join("\n");
+  if (!json.trim()) throw new Error("give a JSON list of rows, e.g. [[1, 2, 3]]");
   const rows = JSON.parse(json);
   if (!Array.isArray(rows)) throw new Error("give a JSON list of rows");
   return rows;

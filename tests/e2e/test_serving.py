@@ -322,7 +322,9 @@ def test_an_alias_follows_its_checkpoint(http: httpx.Client, runs: dict[str, int
     file = http.get("/api/aliases/production/download")
     assert file.content == http.get(f"/api/runs/{cnn}/checkpoints/latest").content
     export = http.get("/api/aliases/production/export", params={"format": "pt2"})
-    assert export.status_code == 200 and export.headers["x-trainboard-cache"] == "hit"
+    direct = http.get(f"/api/runs/{cnn}/checkpoints/latest/export", params={"format": "pt2"})
+    assert export.status_code == direct.status_code == 200, export.text
+    assert export.content == direct.content  # the same cached file, whichever came first
     assert "production" in [a["name"] for a in http.get("/api/aliases").json()]
     assert http.get("/api/aliases/staging/export?format=onnx").status_code == 404
     assert http.put("/api/aliases/bad%20name", json={"run_id": cnn}).status_code == 422
@@ -419,6 +421,110 @@ def test_an_external_runs_checkpoint_has_no_spec_to_rebuild_from(
         assert response.status_code == 422, response.text
         assert "has no spec, data_info, preprocessing" in response.json()["detail"]
     http.post(f"/api/runs/{run_id}/finish", json={"status": "completed"})
+
+
+def crafted(state: dict[str, Any], case: str) -> dict[str, Any]:
+    """A trainboard checkpoint spoiled one way: a weight of the wrong shape, or a key missing
+    from what rebuilds the model, or preprocessing that lacks what taking rows needs."""
+    state = {key: dict(value) if isinstance(value, dict) else value for key, value in state.items()}
+    if case == "a weight of the wrong shape":
+        weights = state["model_state_dict"]
+        name = next(k for k, v in weights.items() if v.ndim == 2)
+        weights[name] = torch.zeros(3, 3)
+    elif case == "no data_info.task":
+        del state["data_info"]["task"]
+    elif case == "no preprocessing.kind":
+        del state["preprocessing"]["kind"]
+    else:  # columns preprocessing without its columns
+        state["preprocessing"] = {"kind": "columns"}
+    return state
+
+
+CRAFTED = {
+    "a weight of the wrong shape": "size mismatch",
+    "no data_info.task": "lacks the key 'task'",
+    "no preprocessing.kind": "preprocessing has no 'kind'",
+    "columns without their names": "lacks the key 'numeric'",
+}
+
+
+def test_a_checkpoint_whose_model_cannot_be_rebuilt_gets_422_naming_why(
+    http: httpx.Client, runs: dict[str, int], site: Server, tmp_path: Path
+) -> None:
+    real = http.get(f"/api/runs/{runs['digits-mlp']}/checkpoints/best").content
+    (tmp_path / "real.pt").write_bytes(real)
+    state = torch.load(tmp_path / "real.pt", weights_only=True)
+    run_id = http.post("/api/runs", json={"kind": "external", "name": "crafted"}).json()["id"]
+    row = [[0] * 20 + [16] * 24 + [0] * 20]
+    for epoch, (case, expected) in enumerate(CRAFTED.items(), start=1):
+        path = tmp_path / f"{epoch}.pt"
+        torch.save(crafted(state, case), path)
+        upload = http.post(
+            f"/api/runs/{run_id}/checkpoints",
+            files={"file": (path.name, path.read_bytes())},
+            data={"epoch": str(epoch)},
+        )
+        assert upload.status_code == 201, upload.text
+        name = f"epoch-{epoch:04d}"
+        alias = http.put("/api/aliases/crafted", json={"run_id": run_id, "checkpoint_id": name})
+        assert alias.status_code == 200, alias.text
+        answers = {
+            "predict": http.post(
+                f"/api/runs/{run_id}/predict", json={"inputs": row, "checkpoint": name}
+            ),
+            "export": http.get(
+                f"/api/runs/{run_id}/checkpoints/{name}/export", params={"format": "torchscript"}
+            ),
+            "alias predict": http.post("/api/aliases/crafted/predict", json={"inputs": row}),
+        }
+        for what, response in answers.items():
+            assert response.status_code == 422, (case, what, response.text)
+            assert expected in response.json()["detail"], (case, what, response.text)
+    http.delete("/api/aliases/crafted")
+    command = [sys.executable, "-m", "trainboard", "export", str(run_id), "--format", "onnx"]
+    cli = subprocess.run(
+        [*command, "--checkpoint", "epoch-0001", "-o", str(tmp_path / "x.onnx")],
+        env=process_env(site.home, site.database_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 2 and "Traceback" not in cli.stderr, cli.stderr
+    assert "cannot be exported" in cli.stderr and "size mismatch" in cli.stderr
+    http.post(f"/api/runs/{run_id}/finish", json={"status": "completed"})
+
+
+def test_a_cached_export_whose_record_is_spoiled_is_built_again(
+    http: httpx.Client, runs: dict[str, int], site: Server, tmp_path: Path
+) -> None:
+    run_id = runs["iris-linear"]
+    url = f"/api/runs/{run_id}/checkpoints/latest/export"
+    first = http.get(url, params={"format": "torchscript"})
+    assert first.status_code == 200, first.text
+    folder = site.home / "runs" / str(run_id) / "exports"
+    (record,) = folder.glob("*.torchscript.json")
+    (cached,) = folder.glob("*.torchscript.pt")
+    good = json.loads(record.read_text())
+    assert good["size"] == cached.stat().st_size == len(first.content)
+    spoilers = {
+        "a torn record": lambda: record.write_text(record.read_text()[:7]),
+        "a record without rows": lambda: record.write_text(
+            json.dumps({k: v for k, v in good.items() if k != "rows"})
+        ),
+        "a file of another size": lambda: cached.write_bytes(cached.read_bytes()[:100]),
+    }
+    for case, spoil in spoilers.items():
+        spoil()
+        again = http.get(url, params={"format": "torchscript"})
+        assert again.status_code == 200, (case, again.text)
+        assert again.headers["x-trainboard-cache"] == "miss", case
+        (tmp_path / "again.pt").write_bytes(again.content)
+        outputs, meta = run_export("torchscript", tmp_path / "again.pt", torch.zeros(2, 4))
+        assert outputs.shape == (2, 3) and meta["run_id"] == run_id, case
+        assert json.loads(record.read_text())["size"] == len(again.content), case
+        assert (
+            http.get(url, params={"format": "torchscript"}).headers["x-trainboard-cache"] == "hit"
+        ), case
 
 
 ODD_INPUTS: list[Any] = [

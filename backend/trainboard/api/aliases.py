@@ -36,6 +36,7 @@ AliasName = Annotated[str, PathParam(pattern=ALIAS_NAME)]
 
 
 def alias_public(alias: ModelAlias) -> AliasPublic:
+    """An alias as the API shows it (its checkpoint by id, as the checkpoint routes take it)."""
     return AliasPublic(
         name=alias.name,
         run_id=alias.run_id,
@@ -45,6 +46,7 @@ def alias_public(alias: ModelAlias) -> AliasPublic:
 
 
 def _resolve(db: DatabaseDep, settings: SettingsDep, name: str) -> CheckpointRef:
+    """The checkpoint alias `name` points at now; NotFound for no alias or no file."""
     with db.read() as session:
         alias = get_alias(session, name=name)
         return checkpoint_ref(
@@ -54,6 +56,7 @@ def _resolve(db: DatabaseDep, settings: SettingsDep, name: str) -> CheckpointRef
 
 @router.get("")
 def list_all(db: DatabaseDep) -> list[AliasPublic]:
+    """Every alias, by name."""
     with db.read() as session:
         return [alias_public(a) for a in list_aliases(session)]
 
@@ -61,29 +64,31 @@ def list_all(db: DatabaseDep) -> list[AliasPublic]:
 @router.put("/{name}")
 def put_alias(name: AliasName, body: AliasUpdate, db: DatabaseDep) -> AliasPublic:
     """Point `name` at a checkpoint (created, or moved from where it pointed)."""
-    for attempt in range(2):
-        try:
-            with db.write() as session:
-                alias = set_alias(
-                    session, name=name, run_id=body.run_id, checkpoint_id=body.checkpoint_id
-                )
-                return alias_public(alias)
-        except IntegrityError:
-            # Two first PUTs of one name at once (PostgreSQL): the loser's insert hit the
-            # winner's row, which its second try finds and moves.
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    try:
+        return _set(db, name, body)
+    except IntegrityError:
+        # Two first PUTs of one name at once (PostgreSQL): the loser's insert hit the
+        # winner's row, which its second try finds and moves.
+        return _set(db, name, body)
+
+
+def _set(db: DatabaseDep, name: str, body: AliasUpdate) -> AliasPublic:
+    """One transaction that points `name` at the checkpoint `body` names."""
+    with db.write() as session:
+        alias = set_alias(session, name=name, run_id=body.run_id, checkpoint_id=body.checkpoint_id)
+        return alias_public(alias)
 
 
 @router.get("/{name}")
 def read_alias(name: AliasName, db: DatabaseDep) -> AliasPublic:
+    """Where alias `name` points; 404 for no such alias."""
     with db.read() as session:
         return alias_public(get_alias(session, name=name))
 
 
 @router.delete("/{name}", status_code=204)
 def remove_alias(name: AliasName, db: DatabaseDep) -> Response:
+    """Delete alias `name` (its checkpoint stays); 404 for no such alias."""
     with db.write() as session:
         delete_alias(session, name=name)
     return Response(status_code=204)
@@ -91,6 +96,7 @@ def remove_alias(name: AliasName, db: DatabaseDep) -> Response:
 
 @router.get("/{name}/download", response_class=FileResponse)
 def download(name: AliasName, db: DatabaseDep, settings: SettingsDep, request: Request) -> Response:
+    """The checkpoint file alias `name` points at, as its run's checkpoint route serves it."""
     return file_response(_resolve(db, settings, name), request)
 
 
@@ -98,6 +104,7 @@ def download(name: AliasName, db: DatabaseDep, settings: SettingsDep, request: R
 def export(
     name: AliasName, fmt: FormatQuery, db: DatabaseDep, settings: SettingsDep, request: Request
 ) -> Response:
+    """The verified export of the checkpoint alias `name` points at; 422 saying why none."""
     return export_response(_resolve(db, settings, name), fmt, settings, request)
 
 
@@ -109,4 +116,5 @@ def predict(
     settings: SettingsDep,
     models: ModelsDep,
 ) -> Prediction:
+    """Predictions of the model alias `name` points at, for raw rows; 422 naming bad rows."""
     return predict_response(_resolve(db, settings, name), body.inputs, settings, models)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
@@ -11,20 +10,20 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
 from trainboard.api.deps import DatabaseDep, RunDep, SettingsDep
+from trainboard.api.serving import file_response
 from trainboard.api.upload_check import require_weights_only
 from trainboard.api.views import checkpoint_public
 from trainboard.models import Run
 from trainboard.schemas import CheckpointPublic
+from trainboard.serving.source import CheckpointRef, checkpoint_file
 from trainboard.store.checkpoints import find_checkpoint, list_checkpoints, sync_checkpoints
-from trainboard.store.errors import Conflict, NotFound, raise_if_disk_full
+from trainboard.store.errors import Conflict, raise_if_disk_full
 from trainboard.store.files import folder_bytes
 from trainboard.store.metrics import require_writable
 from trainboard.store.runs import set_disk_bytes
 from trainboard.training.checkpoint import CheckpointEntry, atomic_write, checkpoint_name
 
 router = APIRouter(prefix="/runs/{run_id}/checkpoints", tags=["checkpoints"])
-
-STORED_NAME = re.compile(r"^epoch-\d{4,}$")
 
 
 @router.get("")
@@ -44,19 +43,8 @@ def download_checkpoint(
     with db.read() as session:
         row = find_checkpoint(session, run_id=run.id, checkpoint_id=checkpoint_id)
     # The file name comes from the database row, and is checked once more before use.
-    folder = (settings.run_dir(run.id) / "checkpoints").resolve()
-    path = (folder / f"{row.name}.pt").resolve()
-    if not STORED_NAME.match(row.name) or path.parent != folder or not path.is_file():
-        raise NotFound(f"the file of checkpoint {row.name!r} is gone")
-    etag = f'"{row.sha256}"'
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={"ETag": etag})
-    return FileResponse(
-        path,
-        media_type="application/octet-stream",
-        filename=f"run-{run.id}-{row.name}.pt",
-        headers={"ETag": etag},
-    )
+    path = checkpoint_file(settings, run_id=run.id, name=row.name)
+    return file_response(CheckpointRef(run.id, row.name, row.sha256, path), request)
 
 
 @router.post("", status_code=201)

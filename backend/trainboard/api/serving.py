@@ -19,7 +19,7 @@ from trainboard.serving.export import SUFFIXES, Format
 from trainboard.serving.inputs import InputProblem
 from trainboard.serving.predict import predict_rows
 from trainboard.serving.schemas import CHECKPOINT_ID, Prediction, PredictRequest, RankedCheckpoint
-from trainboard.serving.source import CheckpointRef, Loaded, checkpoint_ref, load
+from trainboard.serving.source import CheckpointRef, Loaded, checkpoint_ref, load, phrase
 from trainboard.store.errors import raise_if_disk_full
 from trainboard.store.leaderboard import best_checkpoints
 
@@ -98,11 +98,16 @@ def predict_response(
         answer = predict_rows(loaded.model, inputs, max_rows=settings.predict_max_rows)
     except InputProblem as problem:
         raise HTTPException(422, str(problem)) from None
+    except Exception as exc:  # a plugin's forward, or preprocessing, that fails on the rows
+        raise HTTPException(
+            422, f"checkpoint {ref.name} of run {ref.run_id} fails on these rows: {phrase(exc)}"
+        ) from None
     return Prediction(**answer, run_id=ref.run_id, checkpoint=ref.name)
 
 
 def file_response(ref: CheckpointRef, request: Request) -> Response:
-    """The checkpoint file itself, as the checkpoints router serves it."""
+    """The checkpoint file itself, with its sha256 as ETag: the one download of a checkpoint
+    file, whether by run (the checkpoints router) or by alias."""
     etag = f'"{ref.sha256}"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})

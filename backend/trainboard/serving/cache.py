@@ -8,6 +8,7 @@ time per process: a second request for the same file waits and then finds it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -25,7 +26,7 @@ from trainboard.config import Settings
 from trainboard.serving.examples import validation_rows
 from trainboard.serving.export import SUFFIXES, ExportProblem, Format, export_module
 from trainboard.serving.graph import Servable, describe, encode, reference_outputs
-from trainboard.serving.source import CheckpointRef, Loaded, load
+from trainboard.serving.source import SHA256, CheckpointRef, Loaded, load, phrase
 from trainboard.serving.verify import verify
 from trainboard.training.checkpoint import atomic_write
 
@@ -52,10 +53,22 @@ def export_paths(settings: Settings, ref: CheckpointRef, fmt: Format) -> tuple[P
 
 
 def _read_cached(path: Path, record: Path) -> ExportFile | None:
-    if not path.is_file() or not record.is_file():
+    """The cached export, if both files are there and the record reads and matches the file
+    (its size); None, a miss to rebuild, for anything else (a torn or foreign record)."""
+    try:
+        checked = json.loads(record.read_text())
+        size = path.stat().st_size
+        found = ExportFile(
+            path,
+            True,
+            int(checked["rows"]),
+            float(checked["max_difference"]),
+            float(checked["seconds"]),
+        )
+        matches = checked["size"] == size and bool(SHA256.match(str(checked["sha256"])))
+    except (OSError, ValueError, KeyError, TypeError):  # absent, torn, not ours
         return None
-    checked = json.loads(record.read_text())
-    return ExportFile(path, True, checked["rows"], checked["max_difference"], checked["seconds"])
+    return found if matches else None
 
 
 def exported(settings: Settings, ref: CheckpointRef, fmt: Format) -> ExportFile:
@@ -77,9 +90,12 @@ def _build(
 ) -> ExportFile:
     started = time.perf_counter()
     loaded = load(ref, settings)
-    rows = validation_rows(loaded.model, loaded.spec, uploads_dir=settings.uploads_dir)
-    x = encode(loaded.model, rows)
-    expected = reference_outputs(loaded.model, rows)
+    try:
+        rows = validation_rows(loaded.model, loaded.spec, uploads_dir=settings.uploads_dir)
+        x = encode(loaded.model, rows)
+        expected = reference_outputs(loaded.model, rows)
+    except Exception as exc:  # a plugin's forward that fails, preprocessing that lacks a key
+        raise ExportProblem(f"the model fails on its own example rows: {phrase(exc)}") from exc
     if len(x) < EXAMPLE_ROWS:
         x, expected = x.repeat(EXAMPLE_ROWS, 1), expected.repeat(EXAMPLE_ROWS, 1)
     info = describe(loaded.model) | {
@@ -98,13 +114,40 @@ def _build(
         export_module(fmt, Servable(loaded.model), x[:EXAMPLE_ROWS], temporary, info)
         worst = verify(fmt, temporary, x, expected)
         seconds = time.perf_counter() - started
-        checked = {"rows": len(x), "max_difference": worst, "seconds": round(seconds, 3)}
+        size, digest = _sync_and_hash(temporary)
+        checked = {
+            "rows": len(x),
+            "max_difference": worst,
+            "seconds": round(seconds, 3),
+            "size": size,
+            "sha256": digest,
+        }
         body = json.dumps(checked).encode()
-        atomic_write(record, lambda handle: handle.write(body), durable=False)
+        atomic_write(record, lambda handle: handle.write(body))  # fsynced, then renamed
         os.replace(temporary, path)  # last: a file in the cache has its record
+        _sync_folder(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
     return ExportFile(path, False, len(x), worst, seconds)
+
+
+def _sync_and_hash(path: Path) -> tuple[int, str]:
+    """Flush `path` to the disk (before it is renamed into the cache); its size and sha256."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+        os.fsync(handle.fileno())
+        return handle.tell(), digest.hexdigest()
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the renames in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 K = TypeVar("K")

@@ -48,8 +48,15 @@ def export(args: argparse.Namespace) -> int:
             )
         result = exported(settings, ref, args.format)
         shutil.copyfile(result.path, args.output)
-    except (NotFound, ValueError) as problem:
+    except NotFound as problem:
         print(f"trainboard export: {problem}", file=sys.stderr)
+        return 2
+    except ValueError as problem:  # ExportProblem, or a model that cannot be rebuilt
+        print(
+            f"trainboard export: checkpoint {args.checkpoint} of run {args.run_id} "
+            f"cannot be exported: {problem}",
+            file=sys.stderr,
+        )
         return 2
     except OSError as exc:
         print(f"trainboard export: cannot write {args.output}: {exc.strerror}", file=sys.stderr)

@@ -25,6 +25,7 @@ def set_alias(session: Session, *, name: str, run_id: int, checkpoint_id: str) -
 
 
 def get_alias(session: Session, *, name: str) -> ModelAlias:
+    """The alias `name`; NotFound if there is none."""
     alias = session.get(ModelAlias, name)
     if alias is None:
         raise NotFound(f"there is no alias {name!r}")
@@ -32,8 +33,10 @@ def get_alias(session: Session, *, name: str) -> ModelAlias:
 
 
 def list_aliases(session: Session) -> list[ModelAlias]:
+    """Every alias, ordered by name."""
     return list(session.exec(select(ModelAlias).order_by(col(ModelAlias.name))).all())
 
 
 def delete_alias(session: Session, *, name: str) -> None:
+    """Delete the alias `name` (not its checkpoint); NotFound if there is none."""
     session.delete(get_alias(session, name=name))

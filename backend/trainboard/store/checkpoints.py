@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import update
 from sqlmodel import Session, col, delete, select
 
+from trainboard.jsonsafe import finite_or_null
 from trainboard.models import Checkpoint, Run, RunStatus
 from trainboard.store.errors import NotFound
 from trainboard.training.checkpoint import CheckpointEntry
@@ -56,7 +57,9 @@ def sync_checkpoints(
             run_id=run_id, name=entry.name, epoch=entry.epoch, size_bytes=0, sha256=""
         )
         row.epoch, row.size_bytes, row.sha256 = entry.epoch, entry.size_bytes, entry.sha256
-        row.metrics, row.is_best = dict(entry.metrics), entry.is_best
+        # Finite numbers only: JSON has no Infinity or NaN, and a database's JSON functions fail
+        # on the row (SQLite) or refuse it (PostgreSQL).
+        row.metrics, row.is_best = finite_or_null(dict(entry.metrics)), entry.is_best
         if entry.created_at:
             row.created_at = datetime.fromtimestamp(entry.created_at, UTC)
         if entry.name in seqs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import Float, func
+from sqlalchemy import Float, case, func
 from sqlmodel import Session, col, select
 
 from trainboard.models import Checkpoint, Run
@@ -20,8 +20,15 @@ def best_checkpoints(
 ) -> list[tuple[Checkpoint, Run, float]]:
     """Checkpoints ranked by `metrics[metric]` (those without a value left out), best first,
     ties by run and epoch; with `per_run`, only each run's best. The metric is read from the
-    rows' JSON by the database (json_extract / ->>), bound as a parameter."""
+    rows' JSON by the database (json_extract / ->>), bound as a parameter.
+
+    On SQLite a row whose JSON is not valid (Infinity or NaN, which rows stored before
+    sync_checkpoints sanitised its metrics may hold) has no value: json_extract would fail the
+    whole query on it ("malformed JSON"). PostgreSQL never stores such a row: its json type
+    refuses them on insert."""
     value = Checkpoint.metrics[metric].as_float()  # type: ignore[index]
+    if session.get_bind().dialect.name == "sqlite":
+        value = case((func.json_valid(col(Checkpoint.metrics)) == 1, value))
     order = value.asc() if mode == "min" else value.desc()
     ranked = (
         select(
