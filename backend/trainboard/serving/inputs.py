@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from trainboard.inference import TrainedModel
-from trainboard.training.data.tables import _parse_float
+from trainboard.training.data.tables import parse_float
 
 
 class InputProblem(ValueError):
@@ -90,7 +90,7 @@ def _cell(value: Any, where: str, numeric: bool) -> Any:
         return None
     if numeric:
         if isinstance(value, str):
-            parsed = _parse_float(value)
+            parsed = parse_float(value)
             if parsed is None:
                 raise InputProblem(f"{where} is {_shown(value)}, not a number")
             if math.isinf(parsed):

@@ -28,7 +28,7 @@ class Table:
     rows: int
 
 
-def _parse_float(text: str) -> float | None:
+def parse_float(text: str) -> float | None:
     """The cell's number; NaN for an empty or missing-value cell, None for text."""
     text = text.strip()
     if text == "" or text.lower() in ("na", "nan", "null", "none"):
@@ -79,7 +79,7 @@ def read_csv(content: bytes, *, max_columns: int) -> Table:
 
 
 def _type_column(name: str, cells: list[str]) -> np.ndarray:
-    parsed = [_parse_float(c) for c in cells]
+    parsed = [parse_float(c) for c in cells]
     bad = [i for i, v in enumerate(parsed) if v is None]
     numeric_share = 1 - len(bad) / len(cells)
     if not bad:
@@ -117,8 +117,8 @@ def as_columns(table: Any, names: list[str], *, numeric: list[str]) -> dict[str,
         columns[n] = np.asarray(
             [
                 math.nan
-                if v is None or (isinstance(v, str) and _parse_float(v) is None)
-                else (_parse_float(v) if isinstance(v, str) else float(v))
+                if v is None or (isinstance(v, str) and parse_float(v) is None)
+                else (parse_float(v) if isinstance(v, str) else float(v))
                 for v in columns[n]
             ],
             dtype=np.float64,
