@@ -230,7 +230,7 @@ def test_a_sweep_survives_its_server_and_worker_being_killed(start_server, start
     server = start_server(workers=0)
     start_worker()  # the killed trials wait out their lease (30 s), then go on
     http = httpx.Client(base_url=server.url, timeout=60)
-    done = finished(http, sweep["id"])
+    done = finished(http, sweep["id"], timeout=480)  # six trials and a 30 s lease on 2 cores
     assert done["status"] == "completed"
     assert len(done["trials"]) == 6
     assert sorted(t["number"] for t in done["trials"]) == list(range(6))
