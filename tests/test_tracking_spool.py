@@ -64,3 +64,51 @@ def test_a_large_batch_is_spooled_in_lines_a_request_can_carry(tmp_path: Path) -
         sent += points
         spool.upload(URL)["sent_bytes"] = offset
     assert [p[1] for p in sent] == list(range(12_000)) and offset == spool.size
+
+
+def test_the_finish_is_in_the_spool_before_the_wait_for_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from tests.helpers import free_port, wait_until
+
+    monkeypatch.setenv("TRAINBOARD_SPOOL_DIR", str(tmp_path))
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    run = Run("early", url=nowhere, capture_console=False, record_system=False, record_code=False)
+    run.log({"loss": 1.0})
+    run.flush(5)  # spooled: nobody answers
+    finishing = threading.Thread(target=run.finish)
+    finishing.start()
+    [folder] = spool_folders(tmp_path)
+
+    def finish_saved() -> bool:
+        return "finish" in json.loads((folder / "run.json").read_text())
+
+    # Saved at once, while `finish` still waits (3 s) for a server that never answered.
+    wait_until(finish_saved, timeout=2, what="the finish in run.json")
+    assert finishing.is_alive()
+    finishing.join()
+
+
+def test_flush_spools_instead_of_waiting_for_a_server_that_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+    import time
+
+    monkeypatch.setenv("TRAINBOARD_SPOOL_DIR", str(tmp_path))
+    with socket.socket() as silent:  # connections wait in its backlog, never answered
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        run = Run("slow", url=url, capture_console=False, record_system=False, record_code=False)
+        for step in range(10):
+            run.log({"loss": float(step)})
+        started = time.monotonic()
+        run.flush()
+        took = time.monotonic() - started
+        run.detach()  # no finish: it would wait for the silent server
+    assert took < 2, took
+    [folder] = spool_folders(tmp_path)
+    assert Spool.open(folder).pending(url) == 10

@@ -11,7 +11,7 @@ from trainboard.db import session_scope
 from trainboard.external_keeper import check_external_runs
 from trainboard.models import RunStatus
 from trainboard.schemas import ExternalRunCreate
-from trainboard.store.external import fail_silent_runs, grant_grace, touch
+from trainboard.store.external import fail_silent_runs, grant_grace, reopen_silent_run, touch
 from trainboard.store.runs import create_external_run, create_job_run, finish_external_run, get_run
 
 from tests.helpers import tiny_run_spec
@@ -67,3 +67,19 @@ def test_finish_merges_the_final_config_and_summary(engine: Engine) -> None:
     with session_scope(engine) as session:
         ended = get_run(session, run_id=run)
     assert ended.spec["params"] == {"lr": 0.1, "epochs": 3} and ended.summary == {"best": 0.5}
+
+
+def test_a_run_failed_for_silence_reopens_when_its_script_reports_again(engine: Engine) -> None:
+    silent, ended = external(engine, "silent"), external(engine, "ended")
+    now = time.time()
+    with session_scope(engine) as session:
+        touch(session, run_id=silent, deadline=now - 1)
+        assert fail_silent_runs(session, now=now, timeout=10) == [silent]
+        finish_external_run(session, run_id=ended, status="failed", error="boom")
+    with session_scope(engine) as session:
+        assert reopen_silent_run(session, run_id=silent, deadline=now + 10)
+        assert not reopen_silent_run(session, run_id=ended, deadline=now + 10)  # its own end
+    with session_scope(engine) as session:
+        back = get_run(session, run_id=silent)
+        assert back.status == RunStatus.running and back.error is None and back.finished_at is None
+        assert get_run(session, run_id=ended).status == RunStatus.failed

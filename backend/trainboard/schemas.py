@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, with_conf
 from typing_extensions import TypedDict
 
 from trainboard.jsonsafe import JsonObject, NoNul
+from trainboard.metric_rules import MAX_STEP, METRIC_KEY_PATTERN
 from trainboard.models import RunStatus
 from trainboard.training.check_settings import LrFindSettings, PreflightSettings
 from trainboard.training.spec import RunName, RunNotes, RunSpec, RunTag
@@ -102,16 +103,13 @@ class FinishRequest(StrictBody):
     summary: JsonObject | None = None
 
 
-METRIC_KEY_PATTERN = r"^[A-Za-z0-9_.\-/]{1,200}$"
-
-
 @with_config(ConfigDict(extra="forbid"))
 class MetricPointIn(TypedDict):
     """One point to write. A TypedDict, not a model: batches hold thousands of points, and
     building a model instance for each one costs more than validating it."""
 
     key: Annotated[str, Field(pattern=METRIC_KEY_PATTERN)]
-    step: Annotated[int, Field(ge=0, le=2**62)]
+    step: Annotated[int, Field(ge=0, le=MAX_STEP)]
     # null, NaN and ±Inf are accepted (a diverging loss is worth recording); the store keeps
     # NaN as NULL.
     value: float | None

@@ -25,6 +25,22 @@ const CHARTS = [
   { id: "cpu", title: "CPU %", keys: ["system/cpu_percent"], x: "second" },
   { id: "memory", title: "Memory (MB)", keys: ["system/memory_mb"], x: "second" },
 ];
+// A GPU's utilization and memory, one line per GPU, for a run that recorded any
+// (`system/gpu{i}_util`, `system/gpu{i}_memory_mb`: tracking/system.py).
+function gpuCharts(keys) {
+  const matching = (pattern) =>
+    keys
+      .filter((k) => pattern.test(k))
+      .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+  const util = matching(/^system\/gpu\d+_util$/);
+  const memory = matching(/^system\/gpu\d+_memory_mb$/);
+  return [
+    util.length ? { id: "gpu", title: "GPU %", keys: util, x: "second" } : null,
+    memory.length
+      ? { id: "gpu_memory", title: "GPU memory (MB)", keys: memory, x: "second" }
+      : null,
+  ].filter(Boolean);
+}
 const X_OPTIONS = [
   { value: "step", label: "epoch / step" },
   { value: "time", label: "wall time" },
@@ -147,7 +163,9 @@ export async function runView(container, { id, setConnection }, signal) {
     charts.draw();
   }
   const chartGrid = el("div", { class: "charts", id: "charts" });
-  const charts = chartView(chartGrid, isCheck ? [] : CHARTS, {
+  // GPU charts for the GPUs the first read found; one appearing later shows on a reload.
+  const defs = isCheck ? [] : [...CHARTS, ...gpuCharts(Object.keys(initial.series))];
+  const charts = chartView(chartGrid, defs, {
     series: (def) => def.keys.map((k) => zoomed.get(def.id)?.[k] || store.get(k)),
     chartOptions: (def, view) => ({
       labels: def.keys,

@@ -62,7 +62,8 @@ def upload_checkpoint(
     content = file.file.read(settings.max_upload_bytes + 1)
     if len(content) > settings.max_upload_bytes:
         raise HTTPException(413, f"checkpoint larger than {settings.max_upload_bytes} bytes")
-    require_weights_only(content)  # 422 before anything is stored
+    # 422 before anything is stored; unpacked, a zip may hold 4 times the upload limit.
+    require_weights_only(content, max_unpacked=4 * settings.max_upload_bytes)
     name = checkpoint_name(epoch)
     path = settings.run_dir(run.id) / "checkpoints" / f"{name}.pt"
     try:

@@ -13,7 +13,7 @@ from trainboard.api.deps import DatabaseDep, RunDep, SettingsDep
 from trainboard.models import Run
 from trainboard.schemas import METRIC_KEY_PATTERN, MetricsRead, MetricsWrite
 from trainboard.store.errors import Conflict
-from trainboard.store.external import touch
+from trainboard.store.external import reopen_silent_run, touch
 from trainboard.store.metrics import add_metrics, metric_keys, require_writable, series_json
 
 router = APIRouter(prefix="/runs/{run_id}/metrics", tags=["metrics"])
@@ -63,12 +63,15 @@ def query_error(name: str, message: str, value: object) -> RequestValidationErro
 @router.post("", status_code=202)
 def write_metrics(
     run: RunDep, body: MetricsWrite, db: DatabaseDep, settings: SettingsDep
-) -> dict[str, int]:
-    """Write points (none: a heartbeat); the same (key, step) again replaces its value."""
+) -> dict[str, float]:
+    """Write points (none: a heartbeat); the same (key, step) again replaces its value. The
+    answer says how often a silent client should send a heartbeat to stay running."""
     points = [(p["key"], p["step"], p["value"], p.get("timestamp")) for p in body.points]
+    deadline = time.time() + settings.external_timeout
     with db.write() as session:
+        reopen_silent_run(session, run_id=run.id, deadline=deadline)  # it was asleep, not dead
         require_writable(session.get(Run, run.id), run.id)  # in the transaction that writes
         if not add_metrics(session, run_id=run.id, points=points, attempt=body.attempt):
             raise Conflict(f"attempt {body.attempt} no longer holds run {run.id}")
-        touch(session, run_id=run.id, deadline=time.time() + settings.external_timeout)
-    return {"accepted": len(points)}
+        touch(session, run_id=run.id, deadline=deadline)
+    return {"accepted": len(points), "heartbeat_seconds": settings.external_timeout / 3}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
@@ -22,6 +23,7 @@ from trainboard.schemas import (
     RunUpdate,
 )
 from trainboard.store import runs as store
+from trainboard.store.external import reopen_silent_run
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -98,6 +100,8 @@ def finish_run(
     run: RunDep, body: FinishRequest, db: DatabaseDep, settings: SettingsDep
 ) -> RunPublic:
     with db.write() as session:
+        # A script the keeper took for dead (it was paused) may still end its run itself.
+        reopen_silent_run(session, run_id=run.id, deadline=time.time() + settings.external_timeout)
         run = store.finish_external_run(
             session,
             run_id=run.id,

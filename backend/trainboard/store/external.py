@@ -10,6 +10,9 @@ from sqlmodel import Session, col, select
 
 from trainboard.models import Run, RunKind, RunStatus, utcnow
 
+# How the error of a run the keeper ended for silence begins: such a run is not over, only
+# unheard (a laptop asleep, a stopped process), and its script's next report reopens it.
+SILENT_ERROR = "the script stopped reporting"
 _RUNNING_EXTERNAL = (col(Run.kind) == RunKind.external, col(Run.status) == RunStatus.running)
 
 
@@ -39,10 +42,29 @@ def fail_silent_runs(session: Session, *, now: float, timeout: float) -> list[in
     for run in late:
         run.status, run.finished_at = RunStatus.failed, utcnow()
         run.error = (
-            f"the script stopped reporting: nothing was heard from it for {timeout:g} s "
+            f"{SILENT_ERROR}: nothing was heard from it for {timeout:g} s "
             "(TRAINBOARD_EXTERNAL_TIMEOUT), so it is taken to have died"
         )
         run.status_seq += 1  # live-event clients see the change
         session.add(run)
     session.flush()
     return [int(run.id) for run in late if run.id is not None]
+
+
+def reopen_silent_run(session: Session, *, run_id: int, deadline: float) -> bool:
+    """A run the keeper failed for silence is running again (error cleared) when its script
+    reports after all: nothing it sends is refused. False for any other run."""
+    run = session.get(Run, run_id)
+    if (
+        run is None
+        or run.kind != RunKind.external
+        or run.status != RunStatus.failed
+        or not (run.error or "").startswith(SILENT_ERROR)
+    ):
+        return False
+    run.status, run.error, run.finished_at = RunStatus.running, None, None
+    run.lease_expires_at = deadline
+    run.status_seq += 1  # live-event clients see the change
+    session.add(run)
+    session.flush()
+    return True

@@ -9,9 +9,12 @@ wandb.finish()
 
 from __future__ import annotations
 
+import importlib
+import sys
 from typing import Any
 
-from trainboard.tracking.run import Config, Run
+from trainboard.tracking.run import Run
+from trainboard.tracking.values import Config
 
 current: Run | None = None
 
@@ -37,7 +40,18 @@ def init(
     current = Run(
         name, config, all_tags, url, token, notes=notes or "", mode="offline" if offline else None
     )
+    _expose_config(current.config)
     return current
+
+
+def _expose_config(config: Config) -> None:
+    """`trainboard.config` is the run's config, as `wandb.config` is. The package's
+    `__getattr__` cannot give it once the settings submodule `trainboard.config` is imported
+    (Python sets the package attribute to the submodule), so the attribute is set here, after
+    importing the submodule: an import of a module already loaded leaves the attribute alone.
+    `from trainboard.config import Settings` still finds the module, in sys.modules."""
+    importlib.import_module("trainboard.config")
+    sys.modules["trainboard"].config = config  # type: ignore[attr-defined]
 
 
 def _run() -> Run:

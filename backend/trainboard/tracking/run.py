@@ -6,7 +6,6 @@ problem is said once on stderr. `finish` (or the process's exit) ends the run.""
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import re
 import sys
@@ -15,36 +14,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from trainboard.metric_rules import MAX_STEP, METRIC_KEY_PATTERN
 from trainboard.tracking import hooks
-from trainboard.tracking.sender import MAX_QUEUE, Sender, say
+from trainboard.tracking.courier import MAX_QUEUE, say
+from trainboard.tracking.sender import Sender
 from trainboard.tracking.spool import spool_root
 from trainboard.tracking.transport import Refused, Transport, Unreachable
+from trainboard.tracking.values import CONFIG_VALUES, Config, as_number, json_safe, plain
 
-KEY = re.compile(r"^[A-Za-z0-9_.\-/]{1,200}$")  # as the server's METRIC_KEY_PATTERN
-ID_WAIT_SECONDS = 10.0  # `run.id` waits this long for the server to create the run
+KEY = re.compile(METRIC_KEY_PATTERN)
 FINISH_SECONDS = float(os.environ.get("TRAINBOARD_FINISH_TIMEOUT", "30"))
 
 
 def default_url() -> str:
     return os.environ.get("TRAINBOARD_URL") or "http://127.0.0.1:8000"
-
-
-class Config(dict[str, Any]):
-    """A run's config: a dict whose keys read and write as attributes too (`config.lr`)."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
-
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        """As dict.update; `allow_val_change` (wandb's) is accepted and ignored."""
-        kwargs.pop("allow_val_change", None)
-        super().update(*args, **kwargs)
 
 
 class Run:
@@ -66,16 +49,20 @@ class Run:
     ) -> None:
         self.url = (url or default_url()).rstrip("/")
         self.name = name or Path(sys.argv[0] or "script").stem or "script"
-        self.config = Config(_plain(config or {}))
+        self.config = Config(plain(config or {}))
         self.summary: dict[str, Any] = {}
         self.step = 0
         self.finished = False
         self.dropped = 0
-        self.bad_keys: set[str] = set()
+        self.bad_keys: set[Any] = set()
+        self.told: set[str] = set()
+        self.detached = False  # in a forked child: the parent's run, not this process's
         self.good_keys: set[str] = set()
         self.watchers: list[Any] = []
         self.logged = False
-        params: dict[str, Any] = dict(self.config)
+        # The request carries a JSON-safe copy (a Path as its text, inf as null); `config`
+        # keeps the script's own values.
+        params: dict[str, Any] = json_safe(dict(self.config), budget=[CONFIG_VALUES])
         if record_code:
             from trainboard.tracking.environment import describe_environment
 
@@ -107,8 +94,8 @@ class Run:
 
     @property
     def id(self) -> int | None:
-        """The server's id of this run; None while it could not be created (spooled)."""
-        self.sender.created.wait(ID_WAIT_SECONDS)
+        """The server's id of this run, or None while the server has not created it (at once
+        after `init`, or while it is unreachable): never waits."""
         return self.sender.run_id
 
     @property
@@ -119,40 +106,47 @@ class Run:
         self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
     ) -> None:
         """Queue `data`'s numbers at `step` (default: the next step); never blocks or raises."""
+        if self.detached:
+            return
         try:
+            explicit = step is not None
             if step is None:
                 step = self.step
                 if commit is not False:
                     self.step += 1
             else:
                 step = int(step)
+            if not 0 <= step <= MAX_STEP:
+                self._drop(len(data), "step", f"step {step} is outside 0..2**62")
+                return
+            if explicit:
                 self.step = max(self.step, step + 1)
-            if step < 0 or len(self.queue) >= MAX_QUEUE or self.finished:
+            if len(self.queue) >= MAX_QUEUE or self.finished:
                 why = "queue full" if len(self.queue) >= MAX_QUEUE else "the run has finished"
-                self._drop(len(data), f"step {step} is below 0" if step < 0 else why)
+                self._drop(len(data), why, why)
                 return
             now = time.time()
-            put = self.queue.append
             nested: list[tuple[Any, Any]] = []  # grows while it is read: nesting to any depth
             for key, value in itertools.chain(data.items(), nested):
                 if isinstance(value, dict):  # {"train": {"loss": x}} logs train/loss
                     nested.extend((f"{key}/{k}", v) for k, v in value.items())
-                    continue
-                if key not in self.good_keys and not self._check_key(key):
-                    continue
-                try:
-                    number = float(value)
-                except (TypeError, ValueError):
-                    continue  # images, strings, tables: not a metric; ignored
-                put((key, step, number, now))
-                self.summary[key] = number
+                elif (number := as_number(value)) is not None and self.put(key, step, number, now):
+                    self.summary[key] = number
             if not self.logged:  # the first point is sent at once, not at the next tick
                 self.logged = True
                 self.sender.wake.set()
             for watcher in self.watchers:
                 watcher.log(self, step)
         except Exception as exc:  # a tracker must never break the training it tracks
-            self._drop(len(data) if isinstance(data, dict) else 1, f"{type(exc).__name__}: {exc}")
+            count = len(data) if isinstance(data, dict) else 1
+            self._drop(count, "error", f"{type(exc).__name__}: {exc}")
+
+    def put(self, key: Any, step: int, value: float, timestamp: float) -> bool:
+        """Queue one point whose key the server will take (else said once); True if queued."""
+        if key not in self.good_keys and not self._check_key(key):
+            return False
+        self.queue.append((key, step, value, timestamp))
+        return True
 
     def _check_key(self, key: Any) -> bool:
         if isinstance(key, str) and KEY.match(key):
@@ -163,10 +157,16 @@ class Run:
             say(f"metric key {key!r} is not logged: keys are 1-200 of A-Z a-z 0-9 _ . - /")
         return False
 
-    def _drop(self, count: int, why: str) -> None:
-        if not self.dropped:
-            say(f"points dropped ({why}); further drops are counted, not said")
+    def _drop(self, count: int, topic: str, why: str) -> None:
+        """Count dropped points; the first drop of each kind is said."""
+        if topic not in self.told:
+            self.told.add(topic)
+            say(f"points dropped ({why}); further drops like it are counted, not said")
         self.dropped += count
+
+    def detach(self) -> None:
+        """Make this run inert in a forked child: the parent logs and finishes it."""
+        self.detached = self.finished = True
 
     def define_metric(self, *_args: Any, **_kwargs: Any) -> None:
         """Accepted for wandb's sake; every metric is charted against its step already."""
@@ -184,6 +184,7 @@ class Run:
     def log_checkpoint(self, path: str | Path, epoch: int = 0) -> dict[str, Any] | None:
         """Upload a checkpoint file now; None (and a sentence on stderr) if that fails."""
         self.flush()
+        self.sender.created.wait(FINISH_SECONDS)
         if self.id is None:
             say(f"checkpoint {path} not uploaded: the run is not on the server yet")
             return None
@@ -217,8 +218,8 @@ class Run:
         request: dict[str, Any] = {
             "status": status,
             "error": error,
-            "params": json_safe(dict(self.config)),
-            "summary": json_safe(self.summary),
+            "params": json_safe(dict(self.config), budget=[CONFIG_VALUES]),
+            "summary": json_safe(self.summary, budget=[CONFIG_VALUES]),
         }
         left = self.sender.finish(request, FINISH_SECONDS)
         if self.sender.transport is None:
@@ -248,26 +249,3 @@ class Run:
             self.finish("completed")
         else:
             self.finish("failed", f"{exc_type.__name__ if exc_type else 'error'}: {exc}")
-
-
-def json_safe(value: Any, depth: int = 0) -> Any:
-    """`value` as plain JSON: non-finite numbers as null, anything else unknown as its text."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if depth < 8 and isinstance(value, dict):
-        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
-    if depth < 8 and isinstance(value, list | tuple):
-        return [json_safe(v, depth + 1) for v in value]
-    try:
-        return json_safe(float(value))  # numpy and torch scalars
-    except (TypeError, ValueError, RuntimeError):
-        return str(value)[:1000]
-
-
-def _plain(config: Any) -> dict[str, Any]:
-    """A config as a dict: a dict, an argparse Namespace, or anything with `__dict__`."""
-    if isinstance(config, dict):
-        return dict(config)
-    return dict(vars(config))

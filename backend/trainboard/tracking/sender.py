@@ -1,12 +1,9 @@
 """The background sender: the training thread only appends to a queue; this thread sends.
 
-Each tick (every TICK_SECONDS, or at once on `flush`/`finish`) it takes everything queued and
-sends it to `POST /api/runs/{id}/metrics`, creating the run first if that has not happened
-yet. What cannot be sent (no server, 5xx, a timeout) goes to the run's spool on disk, and
-from then on every new batch is appended behind it, so points reach the server in the order
-they were logged (the server keeps the last value of a (key, step)). The spool is replayed
-with backoff until it is empty, then sending is live again. Nothing here raises into the
-caller: failures are said once on stderr.
+Each tick (every TICK_SECONDS, or at once on `flush`/`finish`) it takes what is queued (at
+most TICK_POINTS) and hands it to the courier: live to `POST /api/runs/{id}/metrics`, or
+to the spool while the server is away. Nothing here raises into the caller: failures are
+said once on stderr, and a batch is never dropped, whatever fails.
 
     log() ─► queue ─► tick ─► live: POST ──fails──► spool (append, fsync ≤ 1/s)
                               spooling: spool ─► replay: POST chunks, offset in run.json
@@ -16,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import sys
 import threading
 import time
 from collections import deque
@@ -24,25 +20,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainboard.tracking.spool import Point, Spool, new_folder_name
-from trainboard.tracking.transport import Refused, Transport, Unreachable
+from trainboard.tracking.courier import CHUNK_POINTS, MAX_QUEUE, TICK_POINTS, Courier
+from trainboard.tracking.spool import Point
+from trainboard.tracking.transport import Refused, Unreachable
+
+__all__ = ["CHUNK_POINTS", "MAX_QUEUE", "Sender"]
 
 TICK_SECONDS = 0.2  # how stale a live point can be on the server, at most one POST per tick
-CHUNK_POINTS = 5000  # points a request; far under the server's 100,000 and 16 MiB limits
-MAX_QUEUE = 1_000_000  # points held in memory (~100 MB) before new ones are dropped
-BACKOFF = (0.25, 0.5, 1.0, 2.0, 4.0)  # seconds between tries while the server is away
-HEARTBEAT_SECONDS = 15.0  # an idle run still tells the server it is alive this often
 NEVER_UP_SECONDS = 3.0  # `finish` of a run the server never answered for waits this long
+FLUSH_LIVE_SECONDS = 0.5  # `flush` waits this long for the sender, then spools the queue itself
 
 
-def say(message: str) -> None:
-    """One line on stderr, prefixed; never raises (stderr may be closed at exit)."""
-    with contextlib.suppress(Exception):
-        print(f"trainboard: {message}", file=sys.stderr, flush=True)
-
-
-class Sender:
-    """One run's queue, spool and sending thread."""
+class Sender(Courier):
+    """One run's queue and sending thread."""
 
     def __init__(
         self,
@@ -53,26 +43,14 @@ class Sender:
         offline: bool,
         spool_dir: Path,
     ) -> None:
-        self.url = url.rstrip("/")
+        super().__init__(url=url, token=token, create=create, offline=offline, spool_dir=spool_dir)
         self.queue: deque[Point] = deque()
-        self.lines: deque[str] = deque(maxlen=10_000)  # console lines; dropped when unsent
-        self.transport = None if offline else Transport(self.url, token)
-        self.spool = Spool(spool_dir / new_folder_name(), url=self.url, create=create)
-        self.run_id: int | None = None
-        self.created = threading.Event()  # the first attempt to create the run is over
-        self.spooling = offline
-        self.refused: str | None = None  # why the server refused us; then only the spool
-        self.retry_at, self.failures = 0.0, 0
-        self.last_post = time.monotonic()
-        self.told: set[str] = set()
         self.waiters: deque[threading.Event] = deque()
         self.tasks: list[tuple[float, Callable[[], list[Point]]]] = []
         self.next_task_at: list[float] = []
-        self.finish_request: dict[str, Any] | None = None
         self.finish_deadline = 0.0
         self.finished = False  # the server recorded the finish
         self.done = threading.Event()
-        self.wake = threading.Event()
         if offline:
             self.created.set()
         self.wake.set()  # the first tick at once: the run is created as soon as possible
@@ -87,13 +65,32 @@ class Sender:
         self.next_task_at.append(time.monotonic())
 
     def flush(self, timeout: float) -> None:
-        """Wait (at most `timeout`) until what was logged before is sent or spooled."""
+        """Wait (at most `timeout`) until what was logged before is sent or spooled. When the
+        sending thread does not answer within FLUSH_LIVE_SECONDS (a slow server holds it in a
+        request), this thread spools the queue itself: a flush never waits on the network."""
         if self.finish_request is not None:
             return  # finishing or finished: `finish` already waits for everything
         waiter = threading.Event()
         self.waiters.append(waiter)
         self.wake.set()
-        waiter.wait(timeout)
+        if waiter.wait(min(timeout, FLUSH_LIVE_SECONDS)) or self.transport is None:
+            if not waiter.is_set():
+                waiter.wait(timeout - FLUSH_LIVE_SECONDS)
+            return
+        batch = self._drain()
+        try:
+            kept = self._keep(batch)
+        except Exception:  # never raise into the script: the sender keeps them
+            kept = batch
+        if kept:
+            # The disk refuses too (said once): they wait in memory for the server, and
+            # waiting here would not make them any safer.
+            self.queue.extendleft(reversed(kept))
+            return
+        # Behind the spool from now on: the sender replays it before going live again. (A
+        # batch it is sending now, if that fails, is spooled after these: its values of a
+        # (key, step) logged twice could win. Rare, and said nowhere.)
+        self.spooling = True
 
     def finish(self, request: dict[str, Any], timeout: float) -> int:
         """Send everything and the finish, waiting at most `timeout`; the points left unsent."""
@@ -133,108 +130,57 @@ class Sender:
             if now >= self.next_task_at[i]:
                 self.next_task_at[i] = now + seconds
                 self.queue.extend(task())
-        batch = self._drain()
-        if self.transport is not None and self.refused is None and (force or now >= self.retry_at):
-            self._create()
-        if self.spooling or self.run_id is None or self.refused is not None:
-            if not self._to_spool(batch):
-                return  # kept in memory; the waiters are answered by a later tick
-            if self.run_id is not None and (force or now >= self.retry_at):
-                self._replay()
-        else:
-            self._send_live(batch)
-            self._send_lines()
-        for _ in range(waiting):
+        batch = self._drain(TICK_POINTS)
+        try:
+            kept = self._deliver(batch, force=force)
+        except BaseException:
+            # Never lost: sent again later (the server keeps one value of a (key, step)).
+            self.queue.extendleft(reversed(batch))
+            raise
+        if kept:  # neither sent nor spooled: at the queue's head; a later tick answers
+            self.queue.extendleft(reversed(kept))
+            return
+        if self.queue and len(batch) == TICK_POINTS:
+            self.wake.set()  # more than a tick's work was waiting: the rest at once
+            return
+        for _ in range(min(waiting, len(self.waiters))):
             self.waiters.popleft().set()
 
-    def _drain(self) -> list[Point]:
-        count = len(self.queue)
-        return [self.queue.popleft() for _ in range(count)]
-
-    def _create(self) -> None:
-        if self.run_id is not None or self.transport is None:
-            return
-        try:
-            self.run_id = self.transport.create_run(self.spool.meta["create"])
-            self._after_success()
-            self.spool.upload(self.url)["run_id"] = self.run_id
-            if self.spool.exists:
-                self.spool.save()
-        except Unreachable as exc:
-            self._after_failure(str(exc))
-            self._start_spooling(str(exc))
-        except Refused as exc:
-            self._refuse(f"the server refused to create the run ({exc})")
-        finally:
-            self.created.set()
-
-    def _send_live(self, batch: list[Point]) -> None:
-        assert self.transport is not None and self.run_id is not None
-        if not batch and time.monotonic() - self.last_post < HEARTBEAT_SECONDS:
-            return
-        for start in range(0, max(len(batch), 1), CHUNK_POINTS):
-            chunk = batch[start : start + CHUNK_POINTS]
+    def _drain(self, limit: int | None = None) -> list[Point]:
+        count = len(self.queue) if limit is None else min(limit, len(self.queue))
+        batch: list[Point] = []
+        for _ in range(count):
             try:
-                self.transport.send_points(self.run_id, chunk)
-                self._after_success()
-            except Unreachable as exc:
-                self._after_failure(str(exc))
-                self._start_spooling(str(exc))
-                self._to_spool(batch[start:])
-                return
-            except Refused as exc:
-                self._refuse(f"the server refused points ({exc})")
-                self._to_spool(batch[start:])
-                return
-
-    def _replay(self) -> None:
-        assert self.transport is not None and self.run_id is not None
-        upload = self.spool.upload(self.url)
-        while True:
-            points, offset = self.spool.unsent(self.url, CHUNK_POINTS)
-            if not points:
-                if self.spooling and self.failures == 0 and offset == self.spool.size:
-                    self.spooling = False
-                    if "spooling" in self.told and self.finish_request is None:
-                        say(f"{self.url} answers again; the spooled points are sent")
-                return
-            try:
-                self.transport.send_points(self.run_id, points)
-            except Unreachable as exc:
-                self._after_failure(str(exc))
-                return
-            except Refused as exc:
-                self._refuse(f"the server refused spooled points ({exc})")
-                return
-            self._after_success()
-            upload["sent_bytes"] = offset
-            self.spool.save()
-
-    def _send_lines(self) -> None:
-        if not self.lines or self.transport is None or self.run_id is None:
-            return
-        count = len(self.lines)
-        text = "".join(self.lines.popleft() for _ in range(count))
-        # Console lines are a convenience: never worth a retry or a spool.
-        with contextlib.suppress(Unreachable, Refused):
-            self.transport.send_log(self.run_id, text)
+                batch.append(self.queue.popleft())
+            except IndexError:  # a `flush` on the script's thread took the rest
+                break
+        return batch
 
     def _finish(self) -> None:
         request = self.finish_request or {}
+        # Saved first: whatever happens next, a later `trainboard sync` sends the finish too.
+        self.spool.meta["finish"] = request
+        with contextlib.suppress(OSError):
+            if self.spool.exists:
+                self.spool.save()
         # Everything still in memory goes to disk first: whatever happens next, nothing is lost.
-        if self._to_spool(self._drain()):
-            self.spool.sync()
+        kept = self._keep(self._drain())
+        if kept:  # the disk refuses: they go live from memory, if the server answers in time
+            self.queue.extendleft(reversed(kept))
+        else:
+            with contextlib.suppress(OSError):  # the next write says it, if it matters
+                self.spool.sync()
             self.spooling = True
         if self.run_id is None:  # never reached the server: a short wait, not the whole bound
             self.finish_deadline = min(self.finish_deadline, time.monotonic() + NEVER_UP_SECONDS)
         while self.transport is not None and self.refused is None:
             self._tick(force=True)
-            if self.run_id is not None and not self.spooling:
+            if self.run_id is not None and not self.spooling and not self.queue:
                 try:
                     self.transport.finish(self.run_id, request)
                     self.finished = True
-                except Unreachable as exc:
-                    self._after_failure(str(exc))
+                except Unreachable:
+                    self.backoff.failure()
                 except Refused as exc:
                     self.finished = exc.status == 409  # already final on the server
                     if exc.status == 422 and ("params" in request or "summary" in request):
@@ -246,52 +192,19 @@ class Sender:
                         self._refuse(f"the server refused the finish ({exc})")
             if self.finished or time.monotonic() + 0.25 >= self.finish_deadline:
                 break
-            time.sleep(0.25)
+            self.wake.wait(0.25)  # woken early only by more replay work
+            self.wake.clear()
         if self.finished:
             self.spool.upload(self.url)["finished"] = True
         self.spool.meta["finish"] = request
-        self.spool.close()
+        with contextlib.suppress(OSError):
+            self.spool.close()
         if self.finished:
             shutil.rmtree(self.spool.folder, ignore_errors=True)  # all sent: nothing to keep
         else:
-            with contextlib.suppress(OSError):  # already said, by _to_spool
+            with contextlib.suppress(OSError):  # already said, by _keep
                 self.spool.save()
         if self.transport is not None:
             self.transport.close()
 
     # -- bookkeeping --------------------------------------------------------------------------
-
-    def _to_spool(self, points: list[Point]) -> bool:
-        """Append to the spool; when the disk refuses, keep them at the queue's head (False)."""
-        try:
-            self.spool.append(points)
-            return True
-        except OSError as exc:
-            self.queue.extendleft(reversed(points))
-            self._say_once("disk", f"cannot write the spool in {self.spool.folder} ({exc})")
-            return False
-
-    def _after_success(self) -> None:
-        self.failures, self.retry_at = 0, 0.0
-        self.last_post = time.monotonic()
-
-    def _after_failure(self, _why: str) -> None:
-        self.retry_at = time.monotonic() + BACKOFF[min(self.failures, len(BACKOFF) - 1)]
-        self.failures += 1
-
-    def _start_spooling(self, why: str) -> None:
-        self.spooling = True
-        self._say_once(
-            "spooling",
-            f"{why}; points are kept in {self.spool.folder} and sent when the server answers",
-        )
-
-    def _refuse(self, why: str) -> None:
-        self.refused = why
-        self.spooling = True
-        self._say_once("refused", f"{why}; points are kept in {self.spool.folder}")
-
-    def _say_once(self, topic: str, message: str) -> None:
-        if topic not in self.told:
-            self.told.add(topic)
-            say(message)

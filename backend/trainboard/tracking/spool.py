@@ -13,17 +13,35 @@ stored once. A torn last line (the process died mid-write) is left unread.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 Point = tuple[str, int, float | None, float]  # key, step, value (None: NaN/inf), timestamp
 LINE_POINTS = 1000  # points a line at most: a replay reads whole lines, a request's worth
 FSYNC_SECONDS = 1.0  # at most one fsync a second: a crash loses under a second of spool
 DEFAULT_ROOT = Path("~/.trainboard/spool")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(method: Callable[Concatenate[Spool, P], R]) -> Callable[Concatenate[Spool, P], R]:
+    """One thread at a time in the spool's files: the sender, or a `flush` spooling for it."""
+
+    @functools.wraps(method)
+    def locked(self: Spool, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 def spool_root() -> Path:
@@ -43,6 +61,7 @@ class Spool:
         self.folder, self.url = folder, url
         self.meta: dict[str, Any] = {"version": 1, "url": url, "create": create, "uploads": {}}
         self.handle: Any = None
+        self.lock = threading.RLock()
         self.last_fsync = 0.0
         self.size = 0
 
@@ -66,6 +85,7 @@ class Spool:
             url.rstrip("/"), {"run_id": None, "sent_bytes": 0, "finished": False}
         )
 
+    @_locked
     def save(self) -> None:
         """Write run.json atomically (temporary file, fsync, rename)."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -76,6 +96,7 @@ class Spool:
             os.fsync(handle.fileno())
         temporary.replace(self.folder / "run.json")
 
+    @_locked
     def append(self, points: list[Point]) -> None:
         """Append a batch; fsynced when the last fsync is over FSYNC_SECONDS old."""
         if not points:
@@ -92,12 +113,14 @@ class Spool:
         if time.monotonic() - self.last_fsync >= FSYNC_SECONDS:
             self.sync()
 
+    @_locked
     def sync(self) -> None:
         if self.handle is not None:
             self.handle.flush()
             os.fsync(self.handle.fileno())
             self.last_fsync = time.monotonic()
 
+    @_locked
     def unsent(self, url: str, limit: int) -> tuple[list[Point], int]:
         """Up to about `limit` points not yet sent to `url`, and the byte offset after them."""
         start = self.upload(url)["sent_bytes"]
@@ -117,6 +140,7 @@ class Spool:
                 offset += len(line)
         return points, offset
 
+    @_locked
     def pending(self, url: str) -> int:
         """How many points in the spool were not sent to `url`."""
         start = self.upload(url)["sent_bytes"]
@@ -133,6 +157,7 @@ class Spool:
                     count += len(json.loads(line))
         return count
 
+    @_locked
     def close(self) -> None:
         if self.handle is not None:
             self.sync()

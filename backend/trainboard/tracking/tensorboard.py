@@ -16,8 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from trainboard.tracking.courier import say
 from trainboard.tracking.run import Run
-from trainboard.tracking.sender import say
 
 NOT_IN_KEY = re.compile(r"[^A-Za-z0-9_.\-/]")
 

@@ -44,12 +44,15 @@ class Transport:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
+        self.heartbeat: float | None = None  # how often the server wants to hear from us
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self.http.request(method, f"/api{path}", **kwargs)
         except httpx.HTTPError as exc:
             raise Unreachable(f"cannot reach {self.url}: {exc}") from None
+        except Exception as exc:  # a body httpx cannot encode: sending it again would fail again
+            raise Refused(0, f"cannot send the request ({type(exc).__name__}: {exc})") from None
         if response.status_code >= 500 or response.status_code == 429:
             raise Unreachable(f"{self.url} answered {response.status_code}")
         if response.status_code >= 400:
@@ -60,7 +63,10 @@ class Transport:
             raise Refused(
                 response.status_code, f"{response.status_code}: {describe_detail(detail)}"
             )
-        return response.json() if response.content else None
+        try:
+            return response.json() if response.content else None
+        except ValueError:  # a proxy's page, not the server's answer
+            raise Unreachable(f"{self.url} answered something that is not JSON") from None
 
     def create_run(self, create: dict[str, Any]) -> int:
         return int(self.request("POST", "/runs", json=create)["id"])
@@ -75,7 +81,9 @@ class Transport:
             }
             for key, step, value, ts in points
         ]
-        self.request("POST", f"/runs/{run_id}/metrics", json={"points": body})
+        answer = self.request("POST", f"/runs/{run_id}/metrics", json={"points": body})
+        if isinstance(answer, dict) and isinstance(answer.get("heartbeat_seconds"), int | float):
+            self.heartbeat = float(answer["heartbeat_seconds"])
 
     def finish(self, run_id: int, finish: dict[str, Any]) -> None:
         self.request("POST", f"/runs/{run_id}/finish", json=finish)
