@@ -17,6 +17,26 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A table of `columns` (their header labels) over `body` (a tbody the caller fills), in the
+// scrolling wrapper every list of the page uses; `attrs` go on the table (an id, say).
+export function listTable(columns, body, attrs = {}) {
+  const head = el(
+    "thead",
+    {},
+    el(
+      "tr",
+      {},
+      columns.map((c) => el("th", { text: c })),
+    ),
+  );
+  return el("div", { class: "table-wrap" }, el("table", { class: "runs", ...attrs }, head, body));
+}
+
+// The one row a list shows when it has nothing: `text` across all `columns`.
+export function emptyRow(columns, text) {
+  return el("tr", {}, el("td", { colspan: columns.length, class: "empty", text }));
+}
+
 export function badge(status) {
   return el("span", { class: `badge badge-${status}`, text: status });
 }

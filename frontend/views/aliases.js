@@ -2,7 +2,7 @@
 // ("production") at one of the leaderboard's checkpoints.
 
 import { api, fileUrl } from "../api.js";
-import { el } from "../dom.js";
+import { el, emptyRow, listTable } from "../dom.js";
 
 const COLUMNS = ["Alias", "Run", "Checkpoint", "Updated", "File"];
 
@@ -37,9 +37,7 @@ export function aliasesCard(signal) {
     const aliases = await api.aliases({ signal });
     if (!aliases.length) {
       const text = "No aliases yet: point one at a checkpoint to deploy by name.";
-      body.replaceChildren(
-        el("tr", {}, el("td", { colspan: COLUMNS.length, class: "empty", text })),
-      );
+      body.replaceChildren(emptyRow(COLUMNS, text));
     } else body.replaceChildren(...aliases.map(aliasRow));
   }
 
@@ -73,24 +71,7 @@ export function aliasesCard(signal) {
     { class: "card", id: "aliases" },
     el("h2", { text: "Aliases" }),
     form,
-    el(
-      "div",
-      { class: "table-wrap" },
-      el(
-        "table",
-        { class: "runs" },
-        el(
-          "thead",
-          {},
-          el(
-            "tr",
-            {},
-            COLUMNS.map((c) => el("th", { text: c })),
-          ),
-        ),
-        body,
-      ),
-    ),
+    listTable(COLUMNS, body),
   );
   // With an empty leaderboard there is nothing to point at: the form says so and is off.
   const setChoices = (entries) => {

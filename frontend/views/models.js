@@ -2,7 +2,7 @@
 // (a format, verified by the server) and Try it (a small predict form).
 
 import { api, fileUrl, token } from "../api.js";
-import { el, formatNumber } from "../dom.js";
+import { el, emptyRow, formatNumber, listTable } from "../dom.js";
 import { aliasesCard } from "./aliases.js";
 import { tryItPanel } from "./tryit.js";
 
@@ -105,9 +105,7 @@ export async function modelsView(container, params, signal) {
     const entries = await api.leaderboard({ order_by: metric, mode, limit: LIMIT }, { signal });
     if (!entries.length) {
       const text = "No checkpoints with this metric yet. Train a run, and its best shows here.";
-      body.replaceChildren(
-        el("tr", {}, el("td", { colspan: COLUMNS.length, class: "empty", text })),
-      );
+      body.replaceChildren(emptyRow(COLUMNS, text));
       return;
     }
     body.replaceChildren(...entries.map((entry, i) => row(entry, i + 1, showTry)));
@@ -125,24 +123,7 @@ export async function modelsView(container, params, signal) {
         { class: "hint" },
         "Each run's best checkpoint. Exports fold the preprocessing into the graph and are checked against the model before they are served.",
       ),
-      el(
-        "div",
-        { class: "table-wrap" },
-        el(
-          "table",
-          { class: "runs", id: "models-table" },
-          el(
-            "thead",
-            {},
-            el(
-              "tr",
-              {},
-              COLUMNS.map((c) => el("th", { text: c })),
-            ),
-          ),
-          body,
-        ),
-      ),
+      listTable(COLUMNS, body, { id: "models-table" }),
     ),
     panel,
     aliases.node,

@@ -1,7 +1,7 @@
 // The runs table: filters, sort, pagination, live refresh, selection for compare.
 
 import { api, ignoreAbort } from "../api.js";
-import { badge, el, formatDuration, formatNumber, runDuration } from "../dom.js";
+import { badge, el, emptyRow, formatDuration, formatNumber, runDuration } from "../dom.js";
 import { STATUSES, Status } from "../status.js";
 import { CHECK_KINDS } from "./checkresult.js";
 
@@ -155,9 +155,7 @@ export async function runsView(container, params, signal) {
     const rows = state.sort.key ? [...items].sort(compareBy(state.sort)) : items;
     if (!rows.length) {
       const text = "No runs yet. Start one from New run.";
-      body.replaceChildren(
-        el("tr", {}, el("td", { colspan: COLUMNS.length, class: "empty", text })),
-      );
+      body.replaceChildren(emptyRow(COLUMNS, text));
       return;
     }
     body.replaceChildren(...rows.map((run) => row(run, checkbox(run))));

@@ -2,7 +2,7 @@
 // while it is shown; "New sweep" opens the form.
 
 import { api } from "../api.js";
-import { badge, el, formatNumber } from "../dom.js";
+import { badge, el, emptyRow, formatNumber, listTable } from "../dom.js";
 import { trialsDone } from "./sweeptrials.js";
 
 const PAGE_SIZE = 50;
@@ -34,24 +34,7 @@ export async function sweepsView(container, params, signal) {
       "section",
       { class: "card" },
       el("div", { class: "toolbar" }, el("h1", { text: "Sweeps" }), newSweep),
-      el(
-        "div",
-        { class: "table-wrap" },
-        el(
-          "table",
-          { class: "runs", id: "sweeps-table" },
-          el(
-            "thead",
-            {},
-            el(
-              "tr",
-              {},
-              COLUMNS.map((c) => el("th", { text: c })),
-            ),
-          ),
-          body,
-        ),
-      ),
+      listTable(COLUMNS, body, { id: "sweeps-table" }),
       pager,
     ),
   );
@@ -60,9 +43,7 @@ export async function sweepsView(container, params, signal) {
     const page = await api.sweeps({ limit: PAGE_SIZE, offset }, { signal });
     if (!page.items.length) {
       const text = "No sweeps yet. Start one from New sweep, or from a run's Sweep this.";
-      body.replaceChildren(
-        el("tr", {}, el("td", { colspan: COLUMNS.length, class: "empty", text })),
-      );
+      body.replaceChildren(emptyRow(COLUMNS, text));
     } else body.replaceChildren(...page.items.map(row));
     const last = Math.min(offset + PAGE_SIZE, page.total);
     const goTo = (to) => {
