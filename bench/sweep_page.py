@@ -39,13 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "backend"))
 from trainboard.db import init_db, make_engine, session_scope  # noqa: E402
-from trainboard.models import Run, RunStatus, Sweep, SweepStatus, utcnow  # noqa: E402
+from trainboard.models import Sweep  # noqa: E402
 from trainboard.store.metrics import add_metrics  # noqa: E402
-from trainboard.sweeps.space import SweepCreate, trial_spec  # noqa: E402
+from trainboard.sweeps.space import SweepCreate  # noqa: E402
 from trainboard.sweeps.study import distributions, open_study  # noqa: E402
 
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from tests.helpers import Server  # noqa: E402
+from tests.helpers import Server, finished_sweep_row, finished_trial_run  # noqa: E402
 
 EPOCHS = 50
 LOADS = 3  # page loads per sweep; the median is printed
@@ -84,16 +84,7 @@ def fill_sweep(url: str, trials: int, seed: int) -> int:
     init_db(engine)  # safe to call again: the schema is made once
     rng = random.Random(seed)
     with session_scope(engine) as session:
-        sweep = Sweep(
-            name=request.name,
-            status=SweepStatus.completed,
-            config=request.model_dump(mode="json"),
-            finished_at=utcnow(),
-            seq=1,
-        )
-        session.add(sweep)
-        session.flush()
-        sweep_id = sweep.id or 0
+        sweep_id = finished_sweep_row(session, request)
     params = [
         {
             "optimizer.lr": 10 ** rng.uniform(-4, -1),
@@ -107,23 +98,10 @@ def fill_sweep(url: str, trials: int, seed: int) -> int:
     run_ids: list[int] = []
     for start in range(0, trials, 250):  # a transaction per 250 trials
         with session_scope(engine) as session:
-            runs = []
-            for n in range(start, min(start + 250, trials)):
-                spec = trial_spec(request.base, params[n], f"{request.name} trial {n}")
-                runs.append(
-                    Run(
-                        name=spec.display_name(),
-                        status=RunStatus.completed,
-                        spec=spec.model_dump(mode="json"),
-                        epochs=EPOCHS,
-                        epoch=EPOCHS,
-                        attempt=1,
-                        sweep_id=sweep_id,
-                        disk_bytes=0,
-                        options={"trial": n, "params": params[n]},
-                        finished_at=utcnow(),
-                    )
-                )
+            runs = [
+                finished_trial_run(request, sweep_id, n, params[n])
+                for n in range(start, min(start + 250, trials))
+            ]
             session.add_all(runs)
             session.flush()
             for n, run in zip(range(start, start + len(runs)), runs, strict=True):

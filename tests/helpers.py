@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 if TYPE_CHECKING:
+    from sqlmodel import Session
+    from trainboard.models import Run
+    from trainboard.sweeps.space import SweepCreate
     from trainboard.training.spec import RunSpec
 
 T = TypeVar("T")
@@ -174,3 +177,42 @@ def tiny_run_spec(**overrides: Any) -> RunSpec:
     from trainboard.training.spec import RunSpec
 
     return RunSpec.model_validate(tiny_spec(**overrides))
+
+
+def finished_sweep_row(session: Session, request: SweepCreate) -> int:
+    """A completed Sweep of `request` written straight into the database, for tests and benches
+    that need a finished sweep without training its trials; its id."""
+    from trainboard.models import Sweep, SweepStatus, utcnow
+
+    sweep = Sweep(
+        name=request.name,
+        status=SweepStatus.completed,
+        config=request.model_dump(mode="json"),
+        finished_at=utcnow(),
+        seq=1,
+    )
+    session.add(sweep)
+    session.flush()
+    return sweep.id or 0
+
+
+def finished_trial_run(
+    request: SweepCreate, sweep_id: int, number: int, params: dict[str, Any]
+) -> Run:
+    """Trial `number` of that sweep as a worker leaves it, completed (not yet added)."""
+    from trainboard.models import Run, RunStatus, utcnow
+    from trainboard.sweeps.space import trial_spec
+
+    spec = trial_spec(request.base, params, f"{request.name} #{number}")
+    return Run(
+        name=spec.display_name(),
+        status=RunStatus.completed,
+        spec=spec.model_dump(mode="json"),
+        epochs=spec.epochs,
+        epoch=spec.epochs,
+        attempt=1,
+        sweep_id=sweep_id,
+        disk_bytes=0,
+        options={"trial": number, "params": params},
+        finished_at=utcnow(),
+    )

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import ARTIFACTS
-from tests.helpers import Server, wait_until
+from tests.helpers import Server, finished_sweep_row, finished_trial_run, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -295,40 +295,18 @@ def finished_sweep(site: Server, trials: int) -> tuple[int, int]:
     """A completed sweep of `trials` two-epoch trials written straight into the server's
     database (training that many would take minutes); its id and its best run's id."""
     from trainboard.db import make_engine, session_scope
-    from trainboard.models import Run, RunStatus, Sweep, SweepStatus, utcnow
     from trainboard.store.metrics import add_metrics
-    from trainboard.sweeps.space import SweepCreate, trial_spec
+    from trainboard.sweeps.space import SweepCreate
 
     request = SweepCreate.model_validate(
         {"name": "many", "base": BASE, "space": {"optimizer.lr": LR_SPACE}, "n_trials": trials}
     )
     engine = make_engine(site.database_url)
     with session_scope(engine) as session:
-        sweep = Sweep(
-            name=request.name,
-            status=SweepStatus.completed,
-            config=request.model_dump(mode="json"),
-            finished_at=utcnow(),
-            seq=1,
-        )
-        session.add(sweep)
-        session.flush()
-        sweep_id, best = sweep.id or 0, (math.inf, 0)
+        sweep_id, best = finished_sweep_row(session, request), (math.inf, 0)
         for n in range(trials):
             params = {"optimizer.lr": 10 ** (-4 + 3 * n / trials)}
-            spec = trial_spec(request.base, params, f"many #{n}")
-            run = Run(
-                name=spec.display_name(),
-                status=RunStatus.completed,
-                spec=spec.model_dump(mode="json"),
-                epochs=2,
-                epoch=2,
-                attempt=1,
-                sweep_id=sweep_id,
-                disk_bytes=0,
-                options={"trial": n, "params": params},
-                finished_at=utcnow(),
-            )
+            run = finished_trial_run(request, sweep_id, n, params)
             session.add(run)
             session.flush()
             value = 0.5 + abs(n - 77) / trials  # trial 77 is the best
