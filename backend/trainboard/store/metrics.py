@@ -146,6 +146,11 @@ def series_json(
 def _series(session: Session, run_id: int, key: str, found: Rows | tuple[int, int]) -> Series:
     """A Series of downsampled `found` rows, or of the whole (lo, hi) range `found` names."""
     rows = found if isinstance(found, list) else _raw_rows(session, run_id, key, *found)
+    return series_of(rows)
+
+
+def series_of(rows: Iterable[tuple[int, float | None, float]]) -> Series:
+    """A Series of (step, value, timestamp) rows; non-finite values are None."""
     steps, values, timestamps = (list(column) for column in zip(*rows, strict=True))
     values = [v if v is None or math.isfinite(v) else None for v in values]
     # Built from the database's own types: validating a million numbers again costs more.

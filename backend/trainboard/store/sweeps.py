@@ -3,8 +3,9 @@ the trials' curves of one metric in one read."""
 
 from __future__ import annotations
 
-import math
 import time
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import func
@@ -21,7 +22,7 @@ from trainboard.models import (
 )
 from trainboard.schemas import Series
 from trainboard.store.errors import Conflict, NotFound
-from trainboard.store.metrics import read_series
+from trainboard.store.metrics import read_series, series_of
 from trainboard.store.runs import cancel_run
 
 HOLD_SECONDS = 60.0  # a driver that died lets go of its sweep after this
@@ -193,13 +194,8 @@ def trial_curves(
             .where(col(MetricPoint.run_id).in_(short), col(MetricPoint.key) == key)
             .order_by(col(MetricPoint.run_id), col(MetricPoint.step))
         ).all()
-        for run_id, step, value, timestamp in rows:
-            series = out.get(run_id)
-            if series is None:
-                series = out[run_id] = Series.model_construct(steps=[], values=[], timestamps=[])
-            series.steps.append(step)
-            series.values.append(value if value is None or math.isfinite(value) else None)
-            series.timestamps.append(timestamp)
+        for run_id, points in groupby(rows, key=itemgetter(0)):
+            out[run_id] = series_of(point[1:] for point in points)
     for run_id, count in counts:
         if count > max_points:
             found = read_series(session, run_id=run_id, keys=[key], max_points=max_points)
