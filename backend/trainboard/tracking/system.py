@@ -11,8 +11,9 @@ from typing import Any
 
 import psutil
 
+from trainboard.tracking.spool import Point
+
 SYSTEM_SECONDS = float(os.environ.get("TRAINBOARD_SYSTEM_SECONDS", "5"))
-Point = tuple[str, int, float | None, float]
 
 
 def _nvml() -> Any:
