@@ -39,7 +39,10 @@ const FIELDSETS = [
       "scheduler.params",
     ],
   ],
-  ["Training", ["epochs", "batch_size", "grad_clip_norm", "amp", "seed", "deterministic"]],
+  [
+    "Training",
+    ["epochs", "batch_size", "devices", "grad_clip_norm", "amp", "seed", "deterministic"],
+  ],
   [
     "Checkpoints and stopping",
     [
@@ -82,6 +85,10 @@ function fixedFields(base, early) {
     numberField("scheduler.warmup_epochs", "Warmup epochs", base.scheduler.warmup_epochs, integer),
     numberField("epochs", "Epochs", base.epochs, integer),
     numberField("batch_size", "Batch size", base.batch_size, integer),
+    numberField("devices", "Devices", base.devices ?? 1, {
+      integer: true,
+      hint: "processes on one worker machine, one per GPU or CPU core (torch.distributed)",
+    }),
     numberField("grad_clip_norm", "Gradient clipping", base.grad_clip_norm, {
       optional: true,
       hint: "max gradient norm; empty for none",

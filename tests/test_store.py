@@ -344,3 +344,48 @@ def test_an_idle_worker_sees_work_only_when_a_run_is_queued_or_a_lease_ran_out(
     assert claim(engine, lease=30) == (run_id, 1)
     assert not has_work()  # running, and its lease holds
     assert has_work(now=time.time() + 60)  # ... until it runs out
+
+
+def test_a_worker_claims_only_runs_that_fit_its_devices_and_says_why_others_wait(
+    engine: Engine,
+) -> None:
+    from datetime import timedelta
+
+    from trainboard.api.views import offered_devices, queue_reason
+    from trainboard.models import utcnow
+    from trainboard.store.workers import heartbeat_worker, most_devices, register_worker
+
+    wide = new_run(engine, devices=3, batch_size=30)
+    narrow = new_run(engine, devices=2, batch_size=30)
+    with session_scope(engine) as session:
+        assert not queue.has_work(session, devices=1)  # nothing a one-device worker can take
+        assert queue.has_work(session, devices=2)
+        assert offered_devices(session) is None  # no worker is running
+        run = get_run(session, run_id=wide)
+        assert "none is running" in (queue_reason(run, offered_devices(session)) or "")
+        register_worker(session, worker_id="two", host="h", pid=1, device="cpu", devices=2)
+        register_worker(session, worker_id="gone", host="h", pid=2, device="cpu", devices=8)
+        heartbeat_worker(session, worker_id="gone", status="stopped", run_id=None)
+    with session_scope(engine) as session:
+        # The older, wider run waits; the two-device worker takes the one it fits.
+        claimed = queue.claim_next_run(
+            session, worker_id="two", device="cpu", lease_seconds=30, devices=2
+        )
+        assert claimed == (narrow, 1)
+        assert offered_devices(session) == 2  # the stopped worker's 8 do not count
+        reason = queue_reason(get_run(session, run_id=wide), offered_devices(session))
+        assert reason is not None and "3 devices" in reason and "at most 2" in reason
+        assert queue_reason(get_run(session, run_id=narrow), 2) is None  # it runs
+        assert most_devices(session, seen_since=utcnow() + timedelta(minutes=1)) is None
+    with session_scope(engine) as session:
+        assert (
+            queue.claim_next_run(
+                session, worker_id="two", device="cpu", lease_seconds=30, devices=2
+            )
+            is None
+        )
+        claimed = queue.claim_next_run(
+            session, worker_id="big", device="cpu", lease_seconds=30, devices=4
+        )
+        assert claimed == (wide, 1)
+        assert get_run(session, run_id=wide).devices == 3

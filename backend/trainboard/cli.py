@@ -22,6 +22,13 @@ def terminal_safe(value: object) -> str:
     return str(value).translate(CONTROL_ESCAPES)
 
 
+def _positive(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     if getattr(args, "home", None):
@@ -77,7 +84,7 @@ def worker(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f"trainboard worker: {exc}", file=sys.stderr)
         return 2
-    runner = Worker(settings, engine, device=device)
+    runner = Worker(settings, engine, device=device, devices=args.devices)
 
     def stop(_signum: int, _frame: Any) -> None:
         runner.stopping.set()
@@ -85,7 +92,7 @@ def worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print(
-        f"worker {runner.id} on {device}, "
+        f"worker {runner.id} on {device} (runs of up to {runner.devices} devices), "
         f"database {engine.url.render_as_string(hide_password=True)}",
         flush=True,
     )
@@ -232,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("worker", help="claim queued runs and execute them")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    what = "the most devices a run may train on here (default: every GPU, or one per CPU core)"
+    p.add_argument("--devices", type=_positive, default=0, help=what)
     p.add_argument("--home")
     p.add_argument("--database-url")
     p.set_defaults(func=worker)

@@ -142,6 +142,16 @@ def _v6_model_aliases(connection: Connection) -> None:
     ModelAlias.__table__.create(connection, checkfirst=True)
 
 
+def _v7_devices(connection: Connection) -> None:
+    """Runs on several devices: how many a run needs, and how many a worker offers."""
+    for table in ("run", "worker"):
+        columns = {c["name"] for c in inspect(connection).get_columns(table)}
+        if "devices" not in columns:
+            connection.exec_driver_sql(
+                f"ALTER TABLE {table} ADD COLUMN devices INTEGER NOT NULL DEFAULT 1"
+            )
+
+
 # Each step takes the schema from version i to i+1; append, never edit.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_initial,
@@ -150,6 +160,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _v4_run_options,
     _v5_sweeps,
     _v6_model_aliases,
+    _v7_devices,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

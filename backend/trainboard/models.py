@@ -73,6 +73,7 @@ class Run(SQLModel, table=True):
     max_retries: int = 1
     priority: int = 0
     device: str | None = None
+    devices: int = 1  # processes (one per device) it trains on; a worker claims what it fits
     worker: str | None = None
     error: str | None = None
     summary: dict[str, Any] = SQLField(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -164,6 +165,7 @@ class Worker(SQLModel, table=True):
     host: str
     pid: int
     device: str
+    devices: int = 1  # the most devices one run may train on here
     status: str = "idle"
     run_id: int | None = None
     started_at: datetime = SQLField(default_factory=utcnow)

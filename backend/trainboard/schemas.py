@@ -46,6 +46,9 @@ class RunPublic(BaseModel):
     options: dict[str, Any] | None = None
     # Why a diverged run diverged (training/diagnosis.py); None for every other status.
     diagnosis: dict[str, Any] | None = None
+    devices: int = 1
+    # Why a queued run waits beyond the runs ahead of it (no worker fits it); else None.
+    queue_reason: str | None = None
 
 
 class RunList(BaseModel):

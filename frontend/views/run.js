@@ -134,6 +134,9 @@ function actionButtons(run, onChange) {
   return buttons;
 }
 
+// "cpu", or "2 × cpu" for a run on several devices.
+const devicesText = (r) => (r.devices > 1 ? `${r.devices} × ${r.device}` : r.device);
+
 export async function runView(container, { id, setConnection }, signal) {
   // Every read comes before anything that needs cleaning up (charts, listeners, the stream):
   // leaving during a read then leaves nothing behind.
@@ -196,11 +199,14 @@ export async function runView(container, { id, setConnection }, signal) {
         isCheck
           ? null
           : el("span", { text: ` · best val loss ${formatNumber(r.summary.best_val_loss)}` }),
-        el("span", { text: r.device ? ` · ${r.device}` : "" }),
+        el("span", { text: r.device ? ` · ${devicesText(r)}` : "" }),
       ),
       el("div", { class: "actions" }, actionButtons(r, render)),
     );
-    parts.errorBox.replaceChildren(r.error ? el("p", { class: "error", text: r.error }) : "");
+    parts.errorBox.replaceChildren(
+      r.error ? el("p", { class: "error", text: r.error }) : "",
+      r.queue_reason ? el("p", { id: "queue-reason", class: "waiting", text: r.queue_reason }) : "",
+    );
   }
   function render(r) {
     renderHeader(r);

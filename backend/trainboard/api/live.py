@@ -23,10 +23,10 @@ import anyio
 from sqlalchemy import Engine, bindparam, text
 from sqlmodel import Session
 
-from trainboard.api.views import checkpoint_public, run_public
+from trainboard.api.views import NOT_ASKED, checkpoint_public, offered_devices, run_public
 from trainboard.config import Settings
 from trainboard.db import reader, session_scope
-from trainboard.models import FINAL_STATUSES
+from trainboard.models import FINAL_STATUSES, RunStatus
 from trainboard.store.checkpoints import checkpoints_since
 from trainboard.store.metrics import points_since
 from trainboard.store.runs import get_run
@@ -199,8 +199,10 @@ class LiveEvents:
                     )
                 if first or now.status > seen.status:
                     run = get_run(session, run_id=run_id)
+                    queued = run.status == RunStatus.queued
+                    offered = offered_devices(session) if queued else NOT_ASKED
                     # JSON mode writes NaN and ±Infinity in the summary as null.
-                    update.run = run_public(run, self.settings).model_dump(mode="json")
+                    update.run = run_public(run, self.settings, offered).model_dump(mode="json")
                     update.heads.status = run.status_seq
                     final = run.status in FINAL_STATUSES
                 update.final = final

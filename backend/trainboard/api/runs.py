@@ -11,8 +11,9 @@ from fastapi.responses import PlainTextResponse
 
 from trainboard.api.deps import DatabaseDep, RunDep, SettingsDep
 from trainboard.api.validation import check_spec_references
-from trainboard.api.views import run_public
+from trainboard.api.views import NOT_ASKED, offered_devices, run_public
 from trainboard.jsonsafe import NoNul
+from trainboard.models import RunStatus
 from trainboard.schemas import (
     ExternalRunCreate,
     FinishRequest,
@@ -59,12 +60,18 @@ def list_runs(
         rows, total = store.list_runs(
             session, status=status, tag=tag, q=q, limit=limit, offset=offset
         )
-    return RunList(items=[run_public(r, settings) for r in rows], total=total)
+        queued = any(r.status == RunStatus.queued for r in rows)
+        offered = offered_devices(session) if queued else NOT_ASKED
+    return RunList(items=[run_public(r, settings, offered) for r in rows], total=total)
 
 
 @router.get("/{run_id}")
-def read_run(run: RunDep, settings: SettingsDep) -> RunPublic:
-    return run_public(run, settings)
+def read_run(run: RunDep, db: DatabaseDep, settings: SettingsDep) -> RunPublic:
+    if run.status != RunStatus.queued:
+        return run_public(run, settings)
+    with db.read() as session:
+        offered = offered_devices(session)
+    return run_public(run, settings, offered)
 
 
 @router.patch("/{run_id}")

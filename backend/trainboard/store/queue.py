@@ -51,19 +51,21 @@ def claim_next_run(
     device: str,
     lease_seconds: float,
     now: float | None = None,
+    devices: int = 1,
 ) -> tuple[int, int] | None:
-    """Take the queued job with the highest priority, then the oldest; None when there is none.
-    Returns (run_id, attempt). Two workers never take the same run."""
+    """Take the queued job with the highest priority, then the oldest, among those that need
+    at most `devices` devices; None when there is none. Returns (run_id, attempt). Two workers
+    never take the same run."""
     skip_locked = (
         " FOR UPDATE SKIP LOCKED" if session.get_bind().dialect.name == "postgresql" else ""
     )
     # On SQLite the whole statement runs under BEGIN IMMEDIATE, so it is atomic by itself.
     where = (
         "id = (SELECT id FROM run WHERE status = 'queued' AND kind != 'external' "
-        f"ORDER BY priority DESC, id ASC LIMIT 1{skip_locked})"
+        f"AND devices <= :fits ORDER BY priority DESC, id ASC LIMIT 1{skip_locked})"
     )
     lease = (time.time() if now is None else now) + lease_seconds
-    return _claim(session, where, worker_id=worker_id, device=device, lease=lease)
+    return _claim(session, where, worker_id=worker_id, device=device, lease=lease, fits=devices)
 
 
 def claim_run(session: Session, *, run_id: int, worker_id: str, device: str) -> int | None:
@@ -74,15 +76,15 @@ def claim_run(session: Session, *, run_id: int, worker_id: str, device: str) -> 
     return None if claim is None else claim[1]
 
 
-def has_work(session: Session, *, now: float | None = None) -> bool:
-    """Whether a job is queued or a running one's lease ran out by `now`: a read, so an idle
-    worker's look at the queue never takes the write lock."""
+def has_work(session: Session, *, now: float | None = None, devices: int = 1) -> bool:
+    """Whether a job that fits `devices` is queued, or a running one's lease ran out by `now`:
+    a read, so an idle worker's look at the queue never takes the write lock."""
     now = time.time() if now is None else now
     row = session.exec(
         select(col(Run.id))
         .where(
             col(Run.kind) != RunKind.external,
-            (col(Run.status) == RunStatus.queued)
+            ((col(Run.status) == RunStatus.queued) & (col(Run.devices) <= devices))
             | ((col(Run.status) == RunStatus.running) & (col(Run.lease_expires_at) < now)),
         )
         .limit(1)
@@ -135,6 +137,12 @@ def report_progress(
 def report_disk_bytes(session: Session, *, run_id: int, attempt: int, disk_bytes: int) -> bool:
     """Record the size of the run's folder; False if the run was lost."""
     return session.exec(_guard(run_id, attempt).values(disk_bytes=disk_bytes)).rowcount == 1
+
+
+def retries_left(session: Session, *, run_id: int, attempt: int) -> bool:
+    """Whether the run may be queued again after `attempt` failed for a cause outside it."""
+    row = session.exec(select(col(Run.max_retries)).where(col(Run.id) == run_id)).first()
+    return row is not None and attempt <= row
 
 
 def finish_run(

@@ -53,6 +53,7 @@ def create_job_run(
         epochs=spec.epochs if kind is RunKind.job else 1,
         priority=spec.priority if priority is None else priority,
         max_retries=spec.max_retries,
+        devices=spec.devices if kind is RunKind.job else 1,  # a check runs in one process
         sweep_id=sweep_id,
         status_seq=1,
     )

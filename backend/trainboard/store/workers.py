@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from trainboard.models import UploadedDataset, Worker, utcnow
@@ -14,10 +16,10 @@ if TYPE_CHECKING:  # the data package loads torch; workers and the server read r
 
 
 def register_worker(
-    session: Session, *, worker_id: str, host: str, pid: int, device: str
+    session: Session, *, worker_id: str, host: str, pid: int, device: str, devices: int = 1
 ) -> Worker:
     worker = session.get(Worker, worker_id) or Worker(
-        id=worker_id, host=host, pid=pid, device=device
+        id=worker_id, host=host, pid=pid, device=device, devices=devices
     )
     worker.status, worker.run_id, worker.last_heartbeat = "idle", None, utcnow()
     session.add(worker)
@@ -37,6 +39,16 @@ def list_workers(session: Session, *, include_stopped: bool = True) -> list[Work
     if not include_stopped:
         query = query.where(col(Worker.status) != "stopped")
     return list(session.exec(query).all())
+
+
+def most_devices(session: Session, *, seen_since: datetime) -> int | None:
+    """The most devices one run may train on with any worker heard from since `seen_since`
+    and not stopped; None when no such worker is running."""
+    return session.exec(
+        select(func.max(col(Worker.devices))).where(
+            col(Worker.status) != "stopped", col(Worker.last_heartbeat) >= seen_since
+        )
+    ).first()
 
 
 def add_upload(session: Session, *, dataset: UploadedDataset) -> UploadedDataset:

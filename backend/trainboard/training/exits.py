@@ -31,12 +31,17 @@ class Outcome:
 
 @dataclass
 class Failure:
-    """The attempt raised: its message (the traceback is in the run's log)."""
+    """The attempt raised: its message (the traceback is in the run's log). `retry`: the
+    cause was outside the run (one of its processes was lost), so it is queued again while
+    it has retries left."""
 
     message: str
+    retry: bool = False
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> Failure:
+        if isinstance(exc, RankLost):
+            return cls(str(exc), retry=True)
         return cls(f"{type(exc).__name__}: {exc}")
 
 
@@ -46,3 +51,8 @@ End = Outcome | Failure
 class RecordingLost(Exception):
     """This attempt's reports can no longer be recorded: another attempt took the run over, or
     the process that records them went away. The attempt stops and nothing more is written."""
+
+
+class RankLost(Exception):
+    """One process of a run on several devices died or stopped answering: the attempt fails
+    and the run is retried from its latest checkpoint."""

@@ -2,16 +2,18 @@
 
 setup: seed, data, model, optimizer, schedule, precision, (resume from a checkpoint)
 for epoch in start+1 .. epochs:
-    train:  for each batch of a (seed, epoch)-shuffled order:
+    train:  for each batch of a (seed, epoch)-shuffled order (this rank's piece of it):
                 zero_grad → forward (autocast) → loss → backward → grad norm → clip
                 → step → per-step schedule → every log_every_steps: sync, NaN check, log
-                → stop check (cancel / interrupt) after every step
-    eval:   validation loss and accuracy under inference_mode
+                → stop check (cancel / interrupt, agreed by all ranks) after every step
+    eval:   validation loss and accuracy under inference_mode (sums over all ranks)
     report: epoch metrics (weights and gradients too, every HISTOGRAM_EVERY epochs) → sinks;
             per-epoch / plateau schedule
     keep:   checkpoint state → the checkpoint writer; early stopping
 Every exit returns an Outcome saying why: completed, early_stopped, cancelled, interrupted,
 diverged.
+On several devices the same loop runs in every rank's process through `distributed.Ranks`
+(DDP wrap, sharded batches, reduced sums); only rank 0 reports and keeps checkpoints.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 from trainboard.training.checkpoint import CheckpointManager, load_checkpoint
 from trainboard.training.data import RawData
 from trainboard.training.diagnosis import diagnose
+from trainboard.training.distributed import ONE_DEVICE, Ranks
 from trainboard.training.exits import Exit, Outcome
 from trainboard.training.layer_norms import LayerNorms
 from trainboard.training.optim import build_schedule
@@ -61,12 +64,14 @@ def train(
     checkpoints: CheckpointWriter | None = None,
     max_parameters: int | None = None,
     probe: Probe | None = None,
+    ranks: Ranks = ONE_DEVICE,
 ) -> Outcome:
     """Train `spec` to the end (or to a stop), reporting through `sink`; returns why it ended.
     Checkpoints go to `checkpoints`, by default files under `run_dir/checkpoints` written here.
     `raw_data` replaces the spec's data set (the scikit-learn estimators pass their arrays).
     A diverged run's summary has a `diagnosis`, found by replaying the attempt up to the first
-    bad step with a `probe` watching that step (the replay stops there)."""
+    bad step with a `probe` watching that step (the replay stops there). `ranks`: this
+    process's place among the run's devices (see `distributed`); every rank calls `train`."""
     sink = sink or MemorySink()
     checkpoints = checkpoints or CheckpointFiles(
         CheckpointManager(run_dir / "checkpoints", spec.checkpoint), sink
@@ -78,6 +83,7 @@ def train(
         raw_data=raw_data,
         device=device,
         max_parameters=max_parameters,
+        rank=ranks.rank if ranks.world > 1 else None,
     )
     dev, data, model, loss_fn = setup.device, setup.data, setup.model, setup.loss_fn
     optimizer, precision, classify = setup.optimizer, setup.precision, setup.classify
@@ -85,7 +91,7 @@ def train(
     n_train, batch = len(x_train), spec.batch_size
     if spec.overfit_batches:
         n_train = min(n_train, spec.overfit_batches * batch)
-    starts = setup.batch_starts(n_train, batch)
+    starts = setup.batch_starts(n_train, batch, ranks.world)
     schedule = build_schedule(
         optimizer, spec.scheduler, epochs=spec.epochs, steps_per_epoch=len(starts)
     )
@@ -95,7 +101,7 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     layers = LayerNorms(model)
     replay = None
-    if probe is None:  # how a divergence is replayed to find where it began
+    if probe is None:  # how a divergence is replayed (on one device) to find where it began
         replay = functools.partial(
             train,
             spec,
@@ -108,6 +114,8 @@ def train(
         )
 
     def diverged() -> Outcome:
+        if ranks.rank != 0:  # rank 0 diagnoses and reports
+            return _finish(sink, progress, Exit.diverged)
         progress.diagnosis = diagnose(
             progress,
             model,
@@ -136,6 +144,7 @@ def train(
         progress.load_state_dict(state["progress"])
         restore_rng(state["rng"])
         start_epoch = state["epoch"]
+    net = ranks.wrap(model)  # after resuming: DDP starts every rank from rank 0's weights
 
     for epoch in range(start_epoch + 1, spec.epochs + 1):
         # --- train
@@ -153,15 +162,16 @@ def train(
         grad_norms: list[float] = []
         for start in starts:
             idx = order[start : start + batch]
-            xb, yb = x_train[idx], y_train[idx]
+            mine = ranks.shard(idx)
+            xb, yb = x_train[mine], y_train[mine]
             if probe is not None and progress.global_step + 1 == probe.step:
                 probe.attach(model, xb, yb, data.info)
             optimizer.zero_grad(set_to_none=True)
             with precision.autocast():
-                out = model(xb)
+                out = net(xb)
                 loss = loss_fn(out, yb)
             # The scaler scales fp16 losses and unscales before clipping; otherwise a no-op.
-            precision.scaler.scale(loss).backward()
+            precision.scaler.scale(ranks.weigh(loss, len(mine), len(idx))).backward()
             precision.scaler.unscale_(optimizer)
             grad_norm = get_total_norm([p.grad for p in params if p.grad is not None])
             logging = (progress.global_step + 1) % spec.log_every_steps == 0
@@ -174,7 +184,7 @@ def train(
             if probe is not None and probe.attached:
                 probe.detach(model, loss)
                 return _finish(sink, progress, Exit.cancelled)
-            loss_sum += loss.detach().float() * len(idx)
+            loss_sum += loss.detach().float() * len(mine)
             if classify:
                 correct += (out.argmax(dim=1) == yb).sum()
             window.append((loss.detach().float(), grad_norm.detach().float()))
@@ -195,7 +205,7 @@ def train(
                     },
                 )
             schedule.step_after_batch()
-            stop = should_stop()
+            stop = ranks.agree(should_stop())
             if stop is not None:
                 return _finish(sink, progress, stop)
         losses, norms = progress.sync_window(window, check_grads=check_grads)
@@ -206,13 +216,14 @@ def train(
 
         # --- eval
         seen = min(n_train, starts[-1] + batch)  # samples trained on this epoch
+        ranks.sum_(loss_sum, correct)
         metrics = {
             "train_loss": loss_sum.item() / seen,
             "grad_norm": sum(grad_norms) / len(grad_norms),
         }
         if classify:
             metrics["train_accuracy"] = correct.item() / seen
-        metrics |= evaluate(model, loss_fn, x_val, y_val, precision, classify, batch)
+        metrics |= evaluate(model, loss_fn, x_val, y_val, precision, classify, batch, ranks)
         if not math.isfinite(metrics["val_loss"]) or not math.isfinite(metrics["train_loss"]):
             progress.mark_diverged(epoch=epoch, what="the epoch's loss")
             return diverged()
@@ -225,7 +236,7 @@ def train(
         report = EpochReport(
             epoch, spec.epochs, metrics, progress.eta_seconds(epoch), progress.summary()
         )
-        if epoch == 1 or epoch % HISTOGRAM_EVERY == 0:
+        if ranks.rank == 0 and (epoch == 1 or epoch % HISTOGRAM_EVERY == 0):
             report.weights, report.grads = sampled_tensors(model)
         sink.log_epoch(report)
 
@@ -233,7 +244,8 @@ def train(
         # epoch (its points are replaced) instead of skipping its metrics forever.
         stopping = progress.should_stop_early(spec.early_stopping)
         every = spec.checkpoint.every_epochs
-        if (every and epoch % every == 0) or epoch == spec.epochs or stopping:
+        keep = (every and epoch % every == 0) or epoch == spec.epochs or stopping
+        if keep and ranks.rank == 0:
             state = {
                 "epoch": epoch,
                 "model_state_dict": model.state_dict(),
@@ -249,7 +261,7 @@ def train(
             checkpoints.save(state, epoch=epoch, metrics=metrics)
         if stopping:
             return _finish(sink, progress, Exit.early_stopped)
-        stop = should_stop()
+        stop = ranks.agree(should_stop())
         if stop is not None and epoch < spec.epochs:
             return _finish(sink, progress, stop)
     return _finish(sink, progress, Exit.completed)

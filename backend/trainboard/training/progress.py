@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainboard.training.distributed import ONE_DEVICE, Ranks
 from trainboard.training.exits import Exit
 from trainboard.training.runtime import Precision
 from trainboard.training.spec import EarlyStoppingSpec, RunSpec
@@ -148,20 +149,24 @@ def evaluate(
     precision: Precision,
     classify: bool,
     batch_size: int,
+    ranks: Ranks = ONE_DEVICE,
 ) -> dict[str, float]:
-    """Validation loss (and accuracy) over the whole validation split, in eval mode."""
+    """Validation loss (and accuracy) over the whole validation split, in eval mode; on
+    several devices each rank takes its piece and the sums are reduced."""
     model.eval()
     total = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     # Validation keeps no activations for backward, so it can take bigger batches.
     chunk = max(batch_size, 1024)
+    xs, ys = ranks.shard(x), ranks.shard(y)
     with torch.inference_mode(), precision.autocast():
-        for start in range(0, len(x), chunk):
-            xb, yb = x[start : start + chunk], y[start : start + chunk]
+        for start in range(0, len(xs), chunk):
+            xb, yb = xs[start : start + chunk], ys[start : start + chunk]
             out = model(xb)
             total += loss_fn(out, yb).float() * len(xb)
             if classify:
                 correct += (out.argmax(dim=1) == yb).sum()
+    ranks.sum_(total, correct)
     metrics = {"val_loss": total.item() / len(x)}
     if classify:
         metrics["val_accuracy"] = correct.item() / len(x)

@@ -6,6 +6,7 @@ the model is built on the meta device (names and shapes only) to be counted and 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from trainboard.training.data.catalog import DATASETS, describe
@@ -28,6 +29,7 @@ from trainboard.training.registry import Registry
 from trainboard.training.spec import DatasetSpec, RunSpec
 
 Loc = tuple[str | int, ...]
+CUDA_INDEXED = re.compile(r"^cuda:\d+$")
 
 
 class SpecProblem(ValueError):
@@ -96,8 +98,18 @@ def check_runnable(spec: RunSpec, info: DataInfo | None, *, max_parameters: int)
     (see `dataset_info`; None where that is not known, and then only the names are checked):
     an unknown name or bad params (`validate_names`), a model that cannot take the data or has
     more than `max_parameters` parameters, a param group that matches no parameter, a loss
-    that does not fit the task. Returns `spec` as `validate_names` completes it."""
+    that does not fit the task, a batch too small to give each of its devices a sample.
+    Returns `spec` as `validate_names` completes it."""
     spec = validate_names(spec)
+    if spec.devices > 1 and spec.batch_size < spec.devices:
+        message = (
+            f"batch_size must be at least devices ({spec.devices}): each device trains on "
+            "its part of every batch"
+        )
+        raise SpecProblem(("batch_size",), message, spec.batch_size)
+    if spec.devices > 1 and CUDA_INDEXED.match(spec.device):
+        message = "a run on several devices takes device auto, cpu or cuda (GPUs 0 to devices-1)"
+        raise SpecProblem(("device",), message, spec.device)
     if info is None:
         return spec
     try:

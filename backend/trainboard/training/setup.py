@@ -37,10 +37,12 @@ class Setup:
     def classify(self) -> bool:
         return self.data.info.task == "classification"
 
-    def batch_starts(self, n_train: int, batch_size: int) -> list[int]:
+    def batch_starts(self, n_train: int, batch_size: int, world: int = 1) -> list[int]:
         """The first index of each batch of an epoch. A trailing batch of one sample is
-        dropped: BatchNorm cannot train on it."""
-        return [s for s in range(0, n_train, batch_size) if n_train - s > 1 or s == 0]
+        dropped (BatchNorm cannot train on it), and on `world` devices one too small to give
+        each of them a sample."""
+        smallest = max(2, world)
+        return [s for s in range(0, n_train, batch_size) if n_train - s >= smallest or s == 0]
 
     def batches(self, spec: RunSpec) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Training batches in the loop's (seed, epoch) order, epoch after epoch, forever."""
@@ -62,10 +64,15 @@ def build_setup(
     raw_data: RawData | None = None,
     device: str | None = None,
     max_parameters: int | None = None,
+    rank: int | None = None,
 ) -> Setup:
     """Seed, then load the data, build the model and its optimizer, in the order every pass
-    of the same spec repeats (so the same seed gives the same initial weights)."""
+    of the same spec repeats (so the same seed gives the same initial weights). `rank`: this
+    process's place among the run's devices; on CUDA it trains on GPU `rank`."""
     dev = resolve_device(device if device and spec.device == "auto" else spec.device)
+    if rank is not None and dev.type == "cuda":
+        dev = torch.device("cuda", rank)
+        torch.cuda.set_device(dev)
     seed_everything(spec.seed, spec.deterministic)
     data = prepare_data(spec.dataset, seed=spec.seed, uploads_dir=uploads_dir, raw=raw_data)
     model = build_model(spec.model, data.info, max_parameters=max_parameters).to(dev)

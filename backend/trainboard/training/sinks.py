@@ -75,6 +75,25 @@ class MemorySink:
         self.end = end
 
 
+class NullSink:
+    """Reports and checkpoints that go nowhere: a run's ranks other than 0 (rank 0 reports)."""
+
+    def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def log_epoch(self, report: EpochReport) -> None:
+        pass
+
+    def log_checkpoints(self, entries: list[CheckpointEntry]) -> None:
+        pass
+
+    def close(self, end: End) -> None:
+        pass
+
+    def save(self, state: dict[str, Any], *, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+
 class FanOut:
     """Several sinks behind one port."""
 

@@ -17,6 +17,7 @@ Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.
 RunName = Annotated[str, Field(max_length=200), NoNul()]
 RunNotes = Annotated[str, Field(max_length=10_000), NoNul()]
 RunTag = Annotated[str, Field(min_length=1, max_length=64), NoNul()]
+MAX_DEVICES = 64  # devices of one machine a run may train on
 
 
 class SpecModel(BaseModel):
@@ -101,6 +102,8 @@ class RunSpec(SpecModel):
     log_every_steps: int = Field(default=10, ge=1, le=1_000_000)
     priority: int = Field(default=0, ge=-1000, le=1000)
     max_retries: int = Field(default=1, ge=0, le=10)
+    # Processes of one worker machine that train it together (torch.distributed), one per device.
+    devices: int = Field(default=1, ge=1, le=MAX_DEVICES)
 
     def display_name(self) -> str:
         return self.name or f"{self.model.name}-{self.dataset.name}-{self.optimizer.name}"

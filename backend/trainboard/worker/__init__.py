@@ -13,7 +13,8 @@
     end        recording.Recordings.end: the status the run's end calls for
 
 `foreground` is the same path in one process (`trainboard train`); `pool` starts the workers of
-`trainboard serve`; `stop` turns signals into the loop's stop requests.
+`trainboard serve`; `stop` turns signals into the loop's stop requests. A run on several
+devices trains in the child as rank 0, which starts the other ranks (`ranks`, `rank`).
 
 This package's `__init__` imports nothing: a child imports `stop` before torch.
 """

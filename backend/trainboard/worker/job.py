@@ -4,6 +4,7 @@ in `trainboard train` alike."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import traceback
@@ -37,13 +38,25 @@ class Job:
     options: dict[str, Any] | None = None  # the check's settings
 
     @property
+    def devices(self) -> int:
+        """How many processes train it, one per device (the spec's `devices`)."""
+        return int(self.spec.get("devices", 1))
+
+    @property
+    def on_cuda(self) -> bool:
+        """Whether it trains on GPUs: the spec's device, or on `auto` the worker's."""
+        asked = self.spec.get("device", "auto")
+        return str(self.device if asked == "auto" else asked).startswith("cuda")
+
+    @property
     def log_path(self) -> Path:
         return self.run_dir / "run.log"
 
     def describe(self) -> str:
         resuming = f", resuming from {self.resume_from.name}" if self.resume_from else ""
         what = "run" if self.kind == "job" else f"{self.kind} run"
-        return f"{what} {self.run_id} attempt {self.attempt} on {self.device}{resuming}"
+        on = self.device if self.devices == 1 else f"{self.devices} {self.device} devices"
+        return f"{what} {self.run_id} attempt {self.attempt} on {on}{resuming}"
 
     def to_line(self) -> bytes:
         """One line of JSON: how the job crosses to the child's stdin."""
@@ -86,7 +99,8 @@ def run_job(job: Job, *, sink: Sink, checkpoints: CheckpointWriter, should_stop:
             sink.close(outcome)
             return outcome
         closing = FanOut(sink, ConsoleSink(spec.epochs, job.start_epoch, stream=sys.stdout))
-        return train(
+        attempt = functools.partial(
+            train,
             spec,
             run_dir=job.run_dir,
             sink=closing,
@@ -97,6 +111,12 @@ def run_job(job: Job, *, sink: Sink, checkpoints: CheckpointWriter, should_stop:
             max_parameters=job.max_parameters,
             device=job.device,
         )
+        if job.devices == 1:
+            return attempt()
+        from trainboard.worker.ranks import process_group
+
+        with process_group(job.to_line(), job.devices, cuda=job.on_cuda) as ranks:  # as rank 0
+            return attempt(ranks=ranks)
     except RecordingLost:
         raise
     except Exception as exc:

@@ -46,11 +46,24 @@ def resolve_worker_device(name: str) -> str:
     return name
 
 
+def device_capacity(device: str) -> int:
+    """The most devices one run may train on with this worker: every GPU for `cuda`, one for
+    `cuda:N`, and on the CPU one process per core it may use."""
+    if device == "cuda":
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    if device.startswith("cuda:"):
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @dataclass
 class Worker:
     settings: Settings
     engine: Engine
     device: str = "cpu"
+    devices: int = 0  # the most devices a run it claims may need; 0: device_capacity
     id: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     )
@@ -68,6 +81,9 @@ class Worker:
             self.recordings = LocalRecordings(self.settings, self.engine, BATCH_SECONDS)
         return self.recordings
 
+    def __post_init__(self) -> None:
+        self.devices = self.devices or device_capacity(self.device)
+
     @property
     def heartbeat_seconds(self) -> float:
         return max(0.05, min(1.0, self.settings.lease_seconds / 4))
@@ -80,6 +96,7 @@ class Worker:
                 host=socket.gethostname(),
                 pid=os.getpid(),
                 device=self.device,
+                devices=self.devices,
             )
 
     def _beat(self, status: str, run_id: int | None = None, force: bool = False) -> None:
@@ -103,7 +120,7 @@ class Worker:
         (`lifetime.follow_parent`)."""
         now = time.time() if now is None else now
         with session_scope(reader(self.engine)) as session:
-            work = queue.has_work(session, now=now)
+            work = queue.has_work(session, now=now, devices=self.devices)
         if not work:
             self._beat("idle")
             return False
@@ -115,6 +132,7 @@ class Worker:
                 device=self.device,
                 lease_seconds=self.settings.lease_seconds,
                 now=now,
+                devices=self.devices,
             )
         if claim is None:
             self._beat("idle")
