@@ -64,6 +64,8 @@ def test_checks_and_diagnoses_through_the_queue(start_server) -> None:
     assert lr_find.status_code == 201 and lr_find.json()["kind"] == "lr_find"
     passing = http.post("/api/preflight", json=DIGITS_MLP).json()
     flat = http.post("/api/preflight", json={**DIGITS_MLP, "optimizer": {"lr": 1e-7}}).json()
+    absurd = {"optimizer": {"name": "sgd", "lr": 10.0}, "grad_clip_norm": None}
+    rising = http.post("/api/preflight", json={**DIGITS_MLP, **absurd}).json()
     diverging = http.post("/api/runs", json=DIVERGING).json()
     bad_data = http.post(
         "/api/runs",
@@ -95,6 +97,8 @@ def test_checks_and_diagnoses_through_the_queue(start_server) -> None:
     assert verdict["passed"] is True and verdict["end_loss"] < 0.1 * verdict["start_loss"]
     verdict = finished(http, flat["id"])["summary"]["preflight"]
     assert verdict["passed"] is False and "too low" in verdict["message"]
+    verdict = finished(http, rising["id"])["summary"]["preflight"]
+    assert verdict["passed"] is False and "too high" in verdict["message"]
 
     run = finished(http, diverging["id"])
     assert run["status"] == "diverged"
