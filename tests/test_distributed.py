@@ -13,7 +13,7 @@ import trainboard
 from trainboard.training.checkpoint import CheckpointManager
 from trainboard.training.data import preprocess
 from trainboard.training.data.types import DataInfo
-from trainboard.training.exits import Outcome
+from trainboard.training.exits import End, Failure, Outcome
 from trainboard.training.models import build_model
 from trainboard.training.runnable import SpecProblem, check_runnable
 from trainboard.training.sinks import CheckpointFiles, MemorySink
@@ -33,7 +33,9 @@ DIGITS_MLP: dict[str, Any] = {
 }
 
 
-def train_job(spec: dict[str, Any], run_dir: Path) -> tuple[Outcome, MemorySink]:
+def train_job(
+    spec: dict[str, Any], run_dir: Path, resume_from: Path | None = None
+) -> tuple[End, MemorySink]:
     run_dir.mkdir(parents=True, exist_ok=True)
     sink = MemorySink()
     manager = CheckpointManager(run_dir / "checkpoints", RunSpec.model_validate(spec).checkpoint)
@@ -44,11 +46,11 @@ def train_job(spec: dict[str, Any], run_dir: Path) -> tuple[Outcome, MemorySink]
         spec=spec,
         run_dir=run_dir,
         uploads_dir=run_dir / "uploads",
+        resume_from=resume_from,
     )
     end = run_job(
         job, sink=sink, checkpoints=CheckpointFiles(manager, sink), should_stop=lambda: None
     )
-    assert isinstance(end, Outcome), end
     return end, sink
 
 
@@ -57,6 +59,7 @@ def test_two_devices_match_one_with_the_same_global_batch_and_save_a_plain_check
 ) -> None:
     one, one_sink = train_job({**DIGITS_MLP, "devices": 1}, tmp_path / "one")
     two, two_sink = train_job({**DIGITS_MLP, "devices": 2}, tmp_path / "two")
+    assert isinstance(one, Outcome) and isinstance(two, Outcome)
     assert one.exit == two.exit == "completed"
     assert [e["epoch"] for e in two_sink.epochs] == [1, 2, 3]
     for key in ("val_loss", "train_loss", "val_accuracy", "train_accuracy"):
@@ -86,7 +89,7 @@ def test_two_devices_match_one_with_the_same_global_batch_and_save_a_plain_check
 @pytest.mark.parametrize(
     ("change", "loc"),
     [
-        ({"devices": 4, "batch_size": 3}, ("batch_size",)),
+        ({"devices": 4, "batch_size": 7}, ("batch_size",)),
         ({"devices": 2, "device": "cuda:1"}, ("device",)),
     ],
 )
@@ -104,3 +107,45 @@ def test_devices_is_bounded() -> None:
         RunSpec.model_validate({**DIGITS_MLP, "devices": 0})
     with pytest.raises(ValueError, match="devices"):
         RunSpec.model_validate({**DIGITS_MLP, "devices": 65})
+
+
+def test_a_resume_with_dropout_on_two_devices_continues_every_ranks_random_numbers(
+    tmp_path: Path,
+) -> None:
+    dropout = {
+        **DIGITS_MLP,
+        "model": {"name": "mlp", "params": {"hidden_sizes": [64], "dropout": 0.3}},
+        "devices": 2,
+    }
+    whole, whole_sink = train_job(dropout, tmp_path / "whole")
+    first, _ = train_job({**dropout, "epochs": 2}, tmp_path / "first")
+    assert isinstance(whole, Outcome) and isinstance(first, Outcome)
+    checkpoint = sorted((tmp_path / "first" / "checkpoints").glob("*.pt"))[-1]
+    assert len(torch.load(checkpoint, weights_only=True)["rank_rngs"]) == 2
+    rest, rest_sink = train_job(dropout, tmp_path / "rest", resume_from=checkpoint)
+    assert isinstance(rest, Outcome) and [e["epoch"] for e in rest_sink.epochs] == [3]
+    assert rest_sink.epochs[0]["val_loss"] == whole_sink.epochs[2]["val_loss"]
+    assert rest_sink.epochs[0]["train_loss"] == whole_sink.epochs[2]["train_loss"]
+
+
+def test_every_rank_agrees_that_a_run_diverged(tmp_path: Path) -> None:
+    diverging = {
+        "dataset": {"name": "diabetes"},
+        "model": {"name": "mlp", "params": {"batch_norm": True}},
+        "optimizer": {"name": "sgd", "lr": 10.0},
+        "grad_clip_norm": None,
+        "epochs": 3,
+        "log_every_steps": 1,
+        "devices": 2,
+    }
+    end, sink = train_job(diverging, tmp_path / "diverging")
+    assert isinstance(end, Outcome) and end.exit == "diverged", end
+    assert end.summary["diagnosis"]["method"] == "examined"  # no replay on one device
+    assert sink.steps  # rank 0 reported the steps before the bad one
+
+
+def test_an_error_on_every_rank_keeps_its_message_and_is_not_retried(tmp_path: Path) -> None:
+    spec = {**DIGITS_MLP, "epochs": 1, "devices": 2, "early_stopping": {"monitor": "nope"}}
+    end, _ = train_job(spec, tmp_path / "bad-monitor")
+    assert isinstance(end, Failure) and not end.retry
+    assert "no metric named 'nope'" in end.message

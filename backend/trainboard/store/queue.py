@@ -140,9 +140,12 @@ def report_disk_bytes(session: Session, *, run_id: int, attempt: int, disk_bytes
 
 
 def retries_left(session: Session, *, run_id: int, attempt: int) -> bool:
-    """Whether the run may be queued again after `attempt` failed for a cause outside it."""
-    row = session.exec(select(col(Run.max_retries)).where(col(Run.id) == run_id)).first()
-    return row is not None and attempt <= row
+    """Whether the run may be queued again after `attempt` failed for a cause outside it:
+    retries remain and no cancel is pending (a cancel wins over a retry)."""
+    row = session.exec(
+        select(col(Run.max_retries), col(Run.cancel_requested)).where(col(Run.id) == run_id)
+    ).first()
+    return row is not None and attempt <= row[0] and not row[1]
 
 
 def finish_run(

@@ -54,5 +54,10 @@ class RecordingLost(Exception):
 
 
 class RankLost(Exception):
-    """One process of a run on several devices died or stopped answering: the attempt fails
-    and the run is retried from its latest checkpoint."""
+    """A process of a run on several devices was killed: the attempt fails and the run is
+    retried from its latest checkpoint."""
+
+
+class RankFailed(RuntimeError):
+    """A process of a run on several devices raised: the attempt fails, and the run's log has
+    that rank's traceback."""

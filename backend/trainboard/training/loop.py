@@ -101,7 +101,9 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     layers = LayerNorms(model)
     replay = None
-    if probe is None:  # how a divergence is replayed (on one device) to find where it began
+    # How a divergence is replayed to find where it began: on one device only (a replay on
+    # one device of a run on several would not retrace its arithmetic).
+    if probe is None and ranks.world == 1:
         replay = functools.partial(
             train,
             spec,
@@ -142,8 +144,12 @@ def train(
         if state.get("scaler_state_dict"):
             precision.scaler.load_state_dict(state["scaler_state_dict"])
         progress.load_state_dict(state["progress"])
-        restore_rng(state["rng"])
+        rank_rngs = state.get("rank_rngs")
+        mine = len(rank_rngs or []) == ranks.world and ranks.world > 1
+        restore_rng(rank_rngs[ranks.rank] if mine else state["rng"])
         start_epoch = state["epoch"]
+    elif ranks.rank > 0:  # each rank draws its own dropout masks
+        torch.manual_seed(spec.seed * 1_000_003 + ranks.rank)
     net = ranks.wrap(model)  # after resuming: DDP starts every rank from rank 0's weights
 
     for epoch in range(start_epoch + 1, spec.epochs + 1):
@@ -171,7 +177,9 @@ def train(
                 out = net(xb)
                 loss = loss_fn(out, yb)
             # The scaler scales fp16 losses and unscales before clipping; otherwise a no-op.
-            precision.scaler.scale(ranks.weigh(loss, len(mine), len(idx))).backward()
+            # On several devices: this rank's share of the global batch's mean loss.
+            weighed = ranks.weigh(loss, len(mine), len(idx))
+            precision.scaler.scale(weighed).backward()
             precision.scaler.unscale_(optimizer)
             grad_norm = get_total_norm([p.grad for p in params if p.grad is not None])
             logging = (progress.global_step + 1) % spec.log_every_steps == 0
@@ -187,10 +195,10 @@ def train(
             loss_sum += loss.detach().float() * len(mine)
             if classify:
                 correct += (out.argmax(dim=1) == yb).sum()
-            window.append((loss.detach().float(), grad_norm.detach().float()))
+            window.append((weighed.detach().float(), grad_norm.detach().float()))
             # --- log: one host sync per log_every_steps steps, where the NaN check happens too
             if logging:
-                losses, norms = progress.sync_window(window, check_grads=check_grads)
+                losses, norms = progress.sync_window(window, check_grads=check_grads, ranks=ranks)
                 grad_norms += norms
                 window = []
                 if progress.diverged:
@@ -208,7 +216,7 @@ def train(
             stop = ranks.agree(should_stop())
             if stop is not None:
                 return _finish(sink, progress, stop)
-        losses, norms = progress.sync_window(window, check_grads=check_grads)
+        losses, norms = progress.sync_window(window, check_grads=check_grads, ranks=ranks)
         grad_norms += norms
         if progress.diverged:
             return diverged()
@@ -242,9 +250,11 @@ def train(
 
         # --- keep: checkpoint after the metrics are logged, so a crash in between re-runs the
         # epoch (its points are replaced) instead of skipping its metrics forever.
-        stopping = progress.should_stop_early(spec.early_stopping)
+        stopped = Exit.early_stopped if progress.should_stop_early(spec.early_stopping) else None
+        stopping = ranks.agree(stopped) is Exit.early_stopped
         every = spec.checkpoint.every_epochs
         keep = (every and epoch % every == 0) or epoch == spec.epochs or stopping
+        rngs = ranks.gather(capture_rng()) if keep else []  # every rank's, for an exact resume
         if keep and ranks.rank == 0:
             state = {
                 "epoch": epoch,
@@ -256,7 +266,8 @@ def train(
                 "metrics": metrics,
                 "progress": progress.state_dict(),
                 **kept_as_is,
-                "rng": capture_rng(),
+                "rng": rngs[0],
+                **({"rank_rngs": rngs} if ranks.world > 1 else {}),
             }
             checkpoints.save(state, epoch=epoch, metrics=metrics)
         if stopping:

@@ -43,12 +43,21 @@ class Progress:
 
     # --- divergence
     def sync_window(
-        self, window: list[tuple[torch.Tensor, torch.Tensor]], *, check_grads: bool
+        self,
+        window: list[tuple[torch.Tensor, torch.Tensor]],
+        *,
+        check_grads: bool,
+        ranks: Ranks = ONE_DEVICE,
     ) -> tuple[list[float], list[float]]:
-        """Copy a window of per-step losses and grad norms to the host (one sync) and check them."""
+        """Copy a window of per-step losses and grad norms to the host (one sync) and check
+        them. On several devices the window holds each rank's share of the global batch's
+        loss, averaged here over the ranks: every rank then sees the same losses and decides
+        the same about divergence."""
         if not window:
             return [], []
-        values = torch.stack([torch.stack(pair) for pair in window]).tolist()
+        stacked = torch.stack([torch.stack(pair) for pair in window])
+        ranks.mean_(stacked)
+        values = stacked.tolist()
         losses, norms = [v[0] for v in values], [v[1] for v in values]
         first_step = self.global_step - len(window) + 1
         for offset, (loss, norm) in enumerate(values):

@@ -98,13 +98,13 @@ def check_runnable(spec: RunSpec, info: DataInfo | None, *, max_parameters: int)
     (see `dataset_info`; None where that is not known, and then only the names are checked):
     an unknown name or bad params (`validate_names`), a model that cannot take the data or has
     more than `max_parameters` parameters, a param group that matches no parameter, a loss
-    that does not fit the task, a batch too small to give each of its devices a sample.
+    that does not fit the task, a batch too small to give each of its devices two samples.
     Returns `spec` as `validate_names` completes it."""
     spec = validate_names(spec)
-    if spec.devices > 1 and spec.batch_size < spec.devices:
+    if spec.devices > 1 and spec.batch_size < 2 * spec.devices:
         message = (
-            f"batch_size must be at least devices ({spec.devices}): each device trains on "
-            "its part of every batch"
+            f"batch_size must be at least twice devices ({spec.devices}): each device trains "
+            "on its part of every batch, and BatchNorm needs two samples"
         )
         raise SpecProblem(("batch_size",), message, spec.batch_size)
     if spec.devices > 1 and CUDA_INDEXED.match(spec.device):

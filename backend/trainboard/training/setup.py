@@ -40,8 +40,8 @@ class Setup:
     def batch_starts(self, n_train: int, batch_size: int, world: int = 1) -> list[int]:
         """The first index of each batch of an epoch. A trailing batch of one sample is
         dropped (BatchNorm cannot train on it), and on `world` devices one too small to give
-        each of them a sample."""
-        smallest = max(2, world)
+        each of them two."""
+        smallest = 2 * world
         return [s for s in range(0, n_train, batch_size) if n_train - s >= smallest or s == 0]
 
     def batches(self, spec: RunSpec) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -65,6 +65,8 @@ def train_claimed(
             recording.release()
         if recording.trial is not None:
             end = recording.trial.final(end)
+        if isinstance(end, Failure) and end.retry:  # no worker here to take a retry
+            end = Failure(f"{end.message}; run it again with `trainboard train`")
     status = recordings.end(run_id, attempt, end)
     if status is not None:
         print(f"run {run_id} {status.value}" + (f": {end.message}" if end.message else ""))

@@ -55,7 +55,8 @@ class Job:
     def describe(self) -> str:
         resuming = f", resuming from {self.resume_from.name}" if self.resume_from else ""
         what = "run" if self.kind == "job" else f"{self.kind} run"
-        on = self.device if self.devices == 1 else f"{self.devices} {self.device} devices"
+        several = self.kind == "job" and self.devices > 1  # a check runs in one process
+        on = f"{self.devices} {self.device} devices" if several else self.device
         return f"{what} {self.run_id} attempt {self.attempt} on {on}{resuming}"
 
     def to_line(self) -> bytes:
@@ -111,7 +112,7 @@ def run_job(job: Job, *, sink: Sink, checkpoints: CheckpointWriter, should_stop:
             max_parameters=job.max_parameters,
             device=job.device,
         )
-        if job.devices == 1:
+        if job.devices == 1:  # (a check of the spec runs above, in one process)
             return attempt()
         from trainboard.worker.ranks import process_group
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from trainboard.training.exits import RankLost
+from trainboard.training.exits import RankFailed, RankLost
 
 if TYPE_CHECKING:
     from torch.distributed import TCPStore
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 JOIN_SECONDS = 120.0
 COLLECTIVE_SECONDS = 120.0
 EXIT_SECONDS = 10.0  # the other ranks' time to leave after the run ended
+ENDS_SECONDS = 2.0  # how long a failed rank 0 waits to learn how the others ended
 
 
 def join_group(rank: int, world: int, store: TCPStore, *, cuda: bool) -> ProcessGroup:
@@ -71,10 +73,12 @@ def rendezvous(port: int, *, leader: bool, world: int) -> TCPStore:
 @contextmanager
 def process_group(job_line: bytes, world: int, *, cuda: bool) -> Iterator[ProcessGroup]:
     """Rank 0's side of a job (`job_line`, as `Job.to_line` writes it) on `world` devices:
-    start the other ranks, join the group with them, and on the way out
-    leave it and see the others gone. An error while they train becomes `RankLost` when a
-    rank's process died, saying which and how. Each rank takes an equal share of this
-    process's torch threads."""
+    start the other ranks, join the group with them, and on the way out leave it and see the
+    others gone. Each rank takes an equal share of this process's torch threads.
+
+    When rank 0 fails, the other ranks' ends say why: one killed by a signal is `RankLost`
+    (the run is retried); a failed collective beside one that exited with an error is
+    `RankFailed`, pointing at its traceback in the log; otherwise rank 0's own error stands."""
     import torch
     import torch.distributed as dist
 
@@ -82,23 +86,31 @@ def process_group(job_line: bytes, world: int, *, cuda: bool) -> Iterator[Proces
     threads = torch.get_num_threads()
     share = str(rank_threads(threads, world))
     others: list[subprocess.Popen[bytes]] = []
-    for rank in range(1, world):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "trainboard.worker.rank", str(rank), str(store.port), share],
-            stdin=subprocess.PIPE,  # their output goes where rank 0's does: the run's log
-            start_new_session=True,  # a Ctrl-C at `trainboard train` stops rank 0, which stops all
-        )
-        assert process.stdin is not None
-        process.stdin.write(job_line)
-        process.stdin.close()
-        others.append(process)
-    torch.set_num_threads(int(share))
     try:
+        for rank in range(1, world):
+            process = subprocess.Popen(
+                [sys.executable, "-m", "trainboard.worker.rank", str(rank), str(store.port), share],
+                stdin=subprocess.PIPE,  # their output goes where rank 0's does: the run's log
+                start_new_session=True,  # Ctrl-C at `trainboard train` stops rank 0, then all
+            )
+            others.append(process)
+            assert process.stdin is not None
+            process.stdin.write(job_line)
+            process.stdin.close()
+        torch.set_num_threads(int(share))
         yield join_group(0, world, store, cuda=cuda)
     except Exception as exc:
-        lost = _first_lost(others)
-        if lost is not None:
-            raise RankLost(lost) from exc
+        ends = _ends(others)
+        killed = [(rank, -code) for rank, code in ends if code < 0]
+        if killed:
+            rank, signum = killed[0]
+            raise RankLost(
+                f"rank {rank}'s process was killed by {signal.Signals(signum).name}"
+            ) from exc
+        failed = [rank for rank, code in ends if code > 0]
+        if failed and isinstance(exc, RuntimeError):  # what a collective raises when a peer left
+            message = f"rank {failed[0]}'s process failed; the run's log has its traceback"
+            raise RankFailed(message) from exc
         raise
     finally:
         if dist.is_initialized():
@@ -107,18 +119,15 @@ def process_group(job_line: bytes, world: int, *, cuda: bool) -> Iterator[Proces
         torch.set_num_threads(threads)
 
 
-def _first_lost(others: list[subprocess.Popen[bytes]]) -> str | None:
-    """Which other rank ended badly (waiting briefly: its peers notice its death first)."""
-    for rank, process in enumerate(others, start=1):
-        try:
-            code = process.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:
-            continue
-        if code < 0:
-            return f"rank {rank}'s process was killed by {signal.Signals(-code).name}"
-        if code > 0:
-            return f"rank {rank}'s process failed (exit code {code}); the run's log has why"
-    return None
+def _ends(others: list[subprocess.Popen[bytes]]) -> list[tuple[int, int]]:
+    """(rank, exit status) of the other ranks that have ended, after waiting up to
+    ENDS_SECONDS for them all: a peer notices a rank's death before its parent does."""
+    deadline = time.monotonic() + ENDS_SECONDS
+    while time.monotonic() < deadline and any(p.poll() is None for p in others):
+        time.sleep(0.05)
+    return [
+        (rank, p.returncode) for rank, p in enumerate(others, start=1) if p.returncode is not None
+    ]
 
 
 def _reap(others: list[subprocess.Popen[bytes]]) -> None:

@@ -192,7 +192,7 @@ class LocalRecordings:
                 error, summary = None, {**summary, "early_stopped": end.message}
         disk_bytes = folder_bytes(self.settings.run_dir(run_id))
         with session_scope(self.engine) as session:
-            if isinstance(end, Failure) and end.retry:
+            if isinstance(end, Failure) and end.retry:  # a lost rank: retried unless cancelled
                 if queue.retries_left(session, run_id=run_id, attempt=attempt):
                     status, error = RunStatus.queued, None  # the next attempt resumes
                 else:
