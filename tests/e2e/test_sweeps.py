@@ -24,6 +24,8 @@ BASE = {
     "checkpoint": {"every_epochs": 1, "keep_last": 1, "keep_best": 0},
 }
 FINAL_TRIAL = {"completed", "pruned", "failed", "diverged", "cancelled"}
+# A killed worker's trials go back to the queue once their lease runs out.
+LEASE = {"TRAINBOARD_LEASE_SECONDS": "5"}
 
 
 def sweep_body(**overrides: Any) -> dict[str, Any]:
@@ -206,7 +208,7 @@ def test_pruning_a_grid_a_bad_space_and_cancel(start_server) -> None:
 
 def test_a_sweep_survives_its_server_and_worker_being_killed(start_server, start_worker) -> None:
     server = start_server(workers=0)
-    worker = start_worker()
+    worker = start_worker(**LEASE)
     http = httpx.Client(base_url=server.url, timeout=60)
     sweep = http.post(
         "/api/sweeps", json=sweep_body(base={**BASE, "epochs": 4}, n_trials=6, parallelism=2)
@@ -228,9 +230,9 @@ def test_a_sweep_survives_its_server_and_worker_being_killed(start_server, start
     server.process.wait()
 
     server = start_server(workers=0)
-    start_worker()  # the killed trials wait out their lease (30 s), then go on
+    start_worker(**LEASE)  # the killed trials wait out their lease, then go on
     http = httpx.Client(base_url=server.url, timeout=60)
-    done = finished(http, sweep["id"], timeout=480)  # six trials and a 30 s lease on 2 cores
+    done = finished(http, sweep["id"], timeout=480)
     assert done["status"] == "completed"
     assert len(done["trials"]) == 6
     assert sorted(t["number"] for t in done["trials"]) == list(range(6))
