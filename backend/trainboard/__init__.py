@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from trainboard.client import Client
     from trainboard.inference import load_model
+    from trainboard.sweeps.function import should_prune
     from trainboard.sweeps.run import run_sweep as sweep
     from trainboard.tracking.api import define_metric, finish, init, log, watch
     from trainboard.tracking.run import Run
@@ -22,6 +23,7 @@ __all__ = [
     "init",
     "load_model",
     "log",
+    "should_prune",
     "sweep",
     "watch",
 ]
@@ -34,6 +36,10 @@ def __getattr__(name: str) -> Any:
         from trainboard.inference import load_model
 
         return load_model
+    if name == "should_prune":
+        from trainboard.sweeps.function import should_prune
+
+        return should_prune
     if name == "sweep":
         from trainboard.sweeps.run import run_sweep
 

@@ -99,7 +99,8 @@ class ResumeRequest(StrictBody):
 
 
 class FinishRequest(StrictBody):
-    status: Literal["completed", "failed"] = "completed"
+    # pruned: a sweep's pruner stopped it (`trainboard.sweep` of a function).
+    status: Literal["completed", "failed", "pruned"] = "completed"
     error: Annotated[str, Field(max_length=10_000), NoNul()] | None = None
     # The script's config as it ended (merged into spec.params) and its summary values.
     params: JsonObject | None = None

@@ -39,7 +39,7 @@ def http(server: Server) -> Iterator[httpx.Client]:
 class Script:
     """A user's script in a process of its own, its output in files."""
 
-    def __init__(self, folder: Path, source: str, url: str, **env: str) -> None:
+    def __init__(self, folder: Path, source: str, url: str, *args: str, **env: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.spool = folder, folder / "spool"
         path = folder / "script.py"
@@ -52,7 +52,11 @@ class Script:
         }
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, str(path)], cwd=folder, env=environment, stdout=out, stderr=err
+                [sys.executable, str(path), *args],
+                cwd=folder,
+                env=environment,
+                stdout=out,
+                stderr=err,
             )
 
     def stdout(self) -> str:

@@ -1,24 +1,45 @@
-"""`trainboard.sweep(body)`: a sweep from Python, run to its end in this process (see
-`sweeps/foreground.py`), with the same checks as `POST /api/sweeps`; returns the Sweep as the
-API shows it, so `result["best_params"]` is the answer."""
+"""`trainboard.sweep(...)` from Python, in two forms:
+
+- `trainboard.sweep(fn, space={...}, n_trials=...)`: a function that trains and returns its
+  validation metrics, searched in this process with each trial a tracked run (`function.py`);
+- `trainboard.sweep(body)`: a sweep body as `POST /api/sweeps` takes, run to its end in this
+  process (`foreground.py`) with the same checks, returning the Sweep as the API shows it.
+
+Either way `result["best_params"]` is the answer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from trainboard.sweeps.space import SweepProblem
 
-class SweepProblem(ValueError):
-    """The sweep body is not one that can run; the message names the field."""
+__all__ = ["SweepProblem", "run_sweep"]
 
 
 def run_sweep(
-    body: dict[str, Any], *, home: str | Path | None = None, database_url: str | None = None
+    body: dict[str, Any] | Callable[[dict[str, Any]], Any],
+    space: dict[str, Any] | None = None,
+    *,
+    home: str | Path | None = None,
+    database_url: str | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Check `body` (a sweep, as POST /api/sweeps takes), run it here, return the Sweep."""
+    """Search with a function (`body` callable: see `function.sweep_function`, which takes
+    `space` and `options`), or check `body` (a sweep, as POST /api/sweeps takes), run it
+    here and return the Sweep."""
+    if callable(body):
+        from trainboard.sweeps.function import sweep_function
+
+        if space is None:
+            raise SweepProblem("invalid sweep: space: a function sweep needs a space to search")
+        return sweep_function(body, space, **options)
+    if space is not None or options:
+        raise SweepProblem("invalid sweep: a sweep body holds its space and settings itself")
     from trainboard.api.deps import Database
     from trainboard.api.sweeps import check_space, sweep_public
     from trainboard.config import Settings

@@ -15,6 +15,10 @@ PATH = r"^[a-z_][a-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,5}$"
 MAX_GRID = 10_000
 
 
+class SweepProblem(ValueError):
+    """A sweep that cannot run (from Python): the message names the field."""
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -105,14 +109,12 @@ class Objective(Strict):
     mode: Literal["min", "max"] = "min"
 
 
-class SweepCreate(Strict):
-    """A sweep request: a base spec, the space to search, how, and for what."""
+class Search(Strict):
+    """What to search and how: the space, the number of trials, the sampler and pruner, and
+    the objective. A queued sweep (`SweepCreate`) and a sweep of a function share it."""
 
-    name: RunName = ""
-    base: RunSpec
     space: dict[Annotated[str, Field(pattern=PATH)], Dimension] = Field(min_length=1, max_length=32)
     n_trials: int = Field(default=20, ge=1, le=1000)
-    parallelism: int = Field(default=1, ge=1, le=64)
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     pruner: Literal["median", "none"] = "median"
     objective: Objective = Field(default_factory=Objective)
@@ -139,6 +141,15 @@ class SweepCreate(Strict):
         for values in self.grid().values():
             size *= len(values)
         return min(self.n_trials, size)
+
+
+class SweepCreate(Search):
+    """A sweep request: a base spec, the space to search over its dotted paths, how many
+    trials at once, how, and for what."""
+
+    name: RunName = ""
+    base: RunSpec
+    parallelism: int = Field(default=1, ge=1, le=64)
 
 
 def set_path(spec: dict[str, Any], path: str, value: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from sqlalchemy import event, text
 if TYPE_CHECKING:
     import optuna
 
-    from trainboard.sweeps.space import SweepCreate
+    from trainboard.sweeps.space import Search, SweepCreate
 
 STARTUP_TRIALS = 3  # finished trials before the median pruner prunes
 
@@ -52,7 +52,7 @@ def storage(url: str) -> optuna.storages.RDBStorage:
     return made
 
 
-def distributions(request: SweepCreate) -> dict[str, optuna.distributions.BaseDistribution]:
+def distributions(request: Search) -> dict[str, optuna.distributions.BaseDistribution]:
     from optuna.distributions import (
         CategoricalDistribution,
         FloatDistribution,
@@ -70,32 +70,37 @@ def distributions(request: SweepCreate) -> dict[str, optuna.distributions.BaseDi
     return out
 
 
-def open_study(url: str, sweep_id: int, request: SweepCreate, *, asked: int = 0) -> optuna.Study:
-    """The sweep's study (made on first use), with its sampler seeded for the next ask."""
+def searching(search: Search, *, seed: int) -> dict[str, Any]:
+    """`optuna.create_study`'s sampler, pruner and direction for `search`, the sampler seeded
+    with `seed` (a grid's order comes from the search's own seed: the same in every process,
+    so that grid ids, the trial numbers, name the same points everywhere)."""
     import optuna
 
-    seed = request.seed * 100_003 + asked
     sampler: optuna.samplers.BaseSampler
-    if request.sampler == "grid":
-        # The grid's order comes from its seed: the same for every ask, so that grid ids
-        # (the trial numbers) name the same points in every process.
-        sampler = optuna.samplers.GridSampler(request.grid(), seed=request.seed)
-    elif request.sampler == "random":
+    if search.sampler == "grid":
+        sampler = optuna.samplers.GridSampler(search.grid(), seed=search.seed)
+    elif search.sampler == "random":
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
     pruner: optuna.pruners.BasePruner = (
         optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS)
-        if request.pruner == "median"
+        if search.pruner == "median"
         else optuna.pruners.NopPruner()
     )
+    direction = "minimize" if search.objective.mode == "min" else "maximize"
+    return {"sampler": sampler, "pruner": pruner, "direction": direction}
+
+
+def open_study(url: str, sweep_id: int, request: SweepCreate, *, asked: int = 0) -> optuna.Study:
+    """The sweep's study (made on first use), with its sampler seeded for the next ask."""
+    import optuna
+
     return optuna.create_study(
         study_name=study_name(sweep_id),
         storage=storage(url),
-        sampler=sampler,
-        pruner=pruner,
-        direction="minimize" if request.objective.mode == "min" else "maximize",
         load_if_exists=True,
+        **searching(request, seed=request.seed * 100_003 + asked),
     )
 
 

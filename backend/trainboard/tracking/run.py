@@ -10,6 +10,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -59,6 +60,8 @@ class Run:
         self.detached = False  # in a forked child: the parent's run, not this process's
         self.good_keys: set[str] = set()
         self.watchers: list[Any] = []
+        # Called with each point queued (key, step, value): a sweep's pruner reads them.
+        self.observers: list[Callable[[str, int, float], None]] = []
         self.logged = False
         # The request carries a JSON-safe copy (a Path as its text, inf as null); `config`
         # keeps the script's own values.
@@ -146,6 +149,8 @@ class Run:
         if key not in self.good_keys and not self._check_key(key):
             return False
         self.queue.append((key, step, value, timestamp))
+        for observe in self.observers:
+            observe(key, step, value)
         return True
 
     def _check_key(self, key: Any) -> bool:
