@@ -10,10 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import StandardScaler
 
 from trainboard.training.data.tables import as_columns
 from trainboard.training.data.types import RawData
@@ -36,6 +33,12 @@ def fit(raw: RawData, train_idx: np.ndarray) -> dict[str, Any]:
 
 
 def _fit_columns(raw: RawData, train_idx: np.ndarray) -> dict[str, Any]:
+    # Only an uploaded table needs these; the bundled sets start without their imports.
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
     table = raw.features  # dict column -> np.ndarray (float for numeric, object for categorical)
     numeric = [c for c in raw.columns if table[c].dtype.kind == "f"]
     categorical = [c for c in raw.columns if c not in numeric]
