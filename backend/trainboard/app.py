@@ -26,13 +26,14 @@ from trainboard.api import (
     events,
     live,
     metrics,
+    remote,
     runlog,
     runs,
     serving,
     sweeps,
     system,
 )
-from trainboard.api.deps import require_token
+from trainboard.api.deps import require_token, require_worker_token
 from trainboard.api.live import LiveEvents
 from trainboard.api.origin import SameOriginWrites
 from trainboard.config import LOOPBACK_HOSTS, Settings
@@ -82,6 +83,7 @@ def create_app(
         BodySizeLimit,
         max_json_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes + 64 * 1024,
+        max_file_bytes=settings.max_checkpoint_bytes,
     )
     app.add_middleware(BodyTimeout, seconds=settings.body_timeout_seconds)
     allowed = settings.allowed_hosts or (
@@ -109,6 +111,7 @@ def create_app(
     app.include_router(serving.router, prefix="/api", dependencies=protected)
     app.include_router(aliases.router, prefix="/api", dependencies=protected)
     app.include_router(system.router, prefix="/api", dependencies=protected)
+    app.include_router(remote.router, prefix="/api", dependencies=[Depends(require_worker_token)])
     _mount_frontend(app, settings)
     return app
 

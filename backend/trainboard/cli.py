@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from trainboard.config import LOOPBACK_HOSTS, Settings
+from trainboard.cliargs import settings_of
+from trainboard.config import LOOPBACK_HOSTS
 
 # C0 controls, DEL and C1 controls: ESC and CSI sequences can clear or rewrite the terminal.
 CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
@@ -22,29 +22,13 @@ def terminal_safe(value: object) -> str:
     return str(value).translate(CONTROL_ESCAPES)
 
 
-def _positive(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    if getattr(args, "home", None):
-        overrides["home"] = Path(args.home)
-    if getattr(args, "database_url", None):
-        overrides["database_url"] = args.database_url
-    return Settings(**overrides)
-
-
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from trainboard.app import create_app
     from trainboard.timeouts import header_timeout_protocol
 
-    settings = _settings(args)
+    settings = settings_of(args)
     if args.host not in LOOPBACK_HOSTS and not settings.token and not args.insecure:
         print(
             f"refusing to listen on {args.host} without a token: set TRAINBOARD_TOKEN, "
@@ -64,39 +48,6 @@ def serve(args: argparse.Namespace) -> int:
         http=header_timeout_protocol(settings.header_timeout_seconds),
         limit_concurrency=settings.max_connections,
     )
-    return 0
-
-
-def worker(args: argparse.Namespace) -> int:
-    from trainboard.db import init_db, make_engine
-    from trainboard.worker.worker import Worker, resolve_worker_device
-
-    settings = _settings(args)
-    settings.ensure_dirs()
-    engine = make_engine(settings.resolved_database_url)
-    init_db(engine)
-    try:
-        device = resolve_worker_device(args.device)
-        if device.startswith("cuda"):
-            from trainboard.training.runtime import resolve_device
-
-            resolve_device(device)
-    except RuntimeError as exc:
-        print(f"trainboard worker: {exc}", file=sys.stderr)
-        return 2
-    runner = Worker(settings, engine, device=device, devices=args.devices)
-
-    def stop(_signum: int, _frame: Any) -> None:
-        runner.stopping.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    print(
-        f"worker {runner.id} on {device} (runs of up to {runner.devices} devices), "
-        f"database {engine.url.render_as_string(hide_password=True)}",
-        flush=True,
-    )
-    runner.serve_forever()
     return 0
 
 
@@ -133,7 +84,7 @@ def train(args: argparse.Namespace) -> int:
     except SpecProblem as problem:
         print(f"{args.spec}: invalid spec: {problem}", file=sys.stderr)
         return 2
-    settings = _settings(args)
+    settings = settings_of(args)
     settings.ensure_dirs()
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
@@ -163,7 +114,7 @@ def check(args: argparse.Namespace) -> int:
             options,
             sink=MemorySink(),
             should_stop=lambda: None,
-            uploads_dir=_settings(args).uploads_dir,
+            uploads_dir=settings_of(args).uploads_dir,
         )
     except ValidationError as exc:
         print(f"{args.spec}: invalid spec: {describe_validation_error(exc)}", file=sys.stderr)
@@ -237,14 +188,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=serve)
 
-    p = commands.add_parser("worker", help="claim queued runs and execute them")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    what = "the most devices a run may train on here (default: every GPU, or one per CPU core)"
-    p.add_argument("--devices", type=_positive, default=0, help=what)
-    p.add_argument("--home")
-    p.add_argument("--database-url")
-    p.set_defaults(func=worker)
-
     p = commands.add_parser("train", help="run one spec in the foreground")
     p.add_argument("spec", help="RunSpec JSON file ('-' for stdin)")
     p.add_argument("--home")
@@ -276,9 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=list_runs)
 
+    from trainboard.launch.command import add_commands as add_launch_commands
     from trainboard.tracking.commands import add_commands
+    from trainboard.worker.command import add_commands as add_worker_commands
 
+    add_worker_commands(commands)
     add_commands(commands, default_url)
+    add_launch_commands(commands)
 
     from trainboard.serving.command import add_commands as add_serving_commands
 

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     # None means SQLite inside `home`; any SQLAlchemy URL otherwise.
     database_url: str | None = None
     token: str | None = None
+    # A second token that remote workers use: it opens only their routes (/api/remote).
+    worker_token: str | None = None
     # Host names accepted in the Host header (DNS-rebinding guard); empty = derive from the bind.
     allowed_hosts: list[str] = Field(default_factory=list)
     # CORS is off unless origins are listed.
@@ -39,6 +41,8 @@ class Settings(BaseSettings):
     # JSON bodies and uploads are refused with 413 above these sizes.
     max_body_bytes: int = 16 * 1024 * 1024
     max_upload_bytes: int = 64 * 1024 * 1024
+    # Files a remote worker sends (checkpoints, report batches: application/octet-stream).
+    max_checkpoint_bytes: int = 8 * 1024 * 1024 * 1024
     max_upload_columns: int = 500
     # Rows one predict request may carry (422 beyond), and checkpoints whose models a server
     # keeps loaded for predictions (least recently used dropped first; a digits MLP is ~0.1 MB,

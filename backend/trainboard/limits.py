@@ -1,5 +1,6 @@
 """Request size limits: 413 for bodies over the limit, announced by Content-Length or streamed.
-JSON bodies and file uploads (multipart) have separate limits."""
+JSON bodies, file uploads (multipart) and remote workers' files (octet-stream) have separate
+limits."""
 
 from __future__ import annotations
 
@@ -17,15 +18,24 @@ class TooLarge(HTTPException):
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_json_bytes: int, max_upload_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_json_bytes: int, max_upload_bytes: int, max_file_bytes: int
+    ) -> None:
         self.app, self.max_json, self.max_upload = app, max_json_bytes, max_upload_bytes
+        self.max_file = max_file_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
-        multipart = headers.get(b"content-type", b"").startswith(b"multipart/")
-        limit = self.max_upload if multipart else self.max_json
+        kind = headers.get(b"content-type", b"")
+        limit = (
+            self.max_upload
+            if kind.startswith(b"multipart/")
+            else self.max_file
+            if kind.startswith(b"application/octet-stream")
+            else self.max_json
+        )
         too_large = JSONResponse({"detail": f"request body larger than {limit} bytes"}, 413)
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):

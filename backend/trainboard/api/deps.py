@@ -71,6 +71,18 @@ def get_path_run(run_id: Annotated[int, Path(ge=1, le=2**31 - 1)], engine: Engin
 RunDep = Annotated[Run, Depends(get_path_run)]
 
 
+async def require_worker_token(request: Request, settings: SettingsDep) -> None:
+    """The remote workers' routes: `Bearer <token>` with TRAINBOARD_TOKEN or, a scope of its
+    own, TRAINBOARD_WORKER_TOKEN (which opens nothing else); open when neither is set."""
+    tokens = [t for t in (settings.token, settings.worker_token) if t]
+    if not tokens:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    matches = [secrets.compare_digest(given.encode(), t.encode()) for t in tokens]
+    if scheme.lower() != "bearer" or not any(matches):
+        raise HTTPException(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})
+
+
 async def require_token(request: Request, settings: SettingsDep) -> None:
     """With TRAINBOARD_TOKEN set, every /api route but health needs `Bearer <token>`; reads (GET,
     HEAD) may carry it as `?token=` instead."""

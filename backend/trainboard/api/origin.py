@@ -3,8 +3,9 @@
 A browser lets any page send a "simple" request anywhere (a form's content type or no body, no
 CORS preflight first): without a token, a page the user visits could cancel runs, upload data
 sets or overwrite checkpoints. So a write (POST, PUT, PATCH, DELETE) must come from our own
-page or an origin in `cors_origins`, and a body must be JSON, which a page on another origin can
-only send after a preflight, or multipart, which the Origin check covers. Scripts, curl and our
+page or an origin in `cors_origins`, and a body must be JSON or octet-stream (a remote worker's
+files), which a page on another origin can only send after a preflight, or multipart, which the
+Origin check covers. Scripts, curl and our
 Python client send neither Origin nor Sec-Fetch-Site, so only the content type applies to them.
 """
 
@@ -18,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-BODY_TYPES = frozenset({"application/json", "multipart/form-data"})
+BODY_TYPES = frozenset({"application/json", "multipart/form-data", "application/octet-stream"})
 # "none": the user's own doing (address bar, bookmark), not a page's.
 TRUSTED_SITES = frozenset({"same-origin", "none"})
 

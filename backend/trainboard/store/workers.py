@@ -27,11 +27,14 @@ def register_worker(
     return worker
 
 
-def heartbeat_worker(session: Session, *, worker_id: str, status: str, run_id: int | None) -> None:
+def heartbeat_worker(session: Session, *, worker_id: str, status: str, run_id: int | None) -> bool:
+    """Record that the worker is alive and what it does; False when it is not registered."""
     worker = session.get(Worker, worker_id)
-    if worker is not None:
-        worker.status, worker.run_id, worker.last_heartbeat = status, run_id, utcnow()
-        session.add(worker)
+    if worker is None:
+        return False
+    worker.status, worker.run_id, worker.last_heartbeat = status, run_id, utcnow()
+    session.add(worker)
+    return True
 
 
 def list_workers(session: Session, *, include_stopped: bool = True) -> list[Worker]:

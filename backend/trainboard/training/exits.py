@@ -53,6 +53,10 @@ class RecordingLost(Exception):
     the process that records them went away. The attempt stops and nothing more is written."""
 
 
+class RunTakenOver(RecordingLost):
+    """Another attempt holds the run now; this one must stop without writing."""
+
+
 class RankLost(Exception):
     """A process of a run on several devices was killed: the attempt fails and the run is
     retried from its latest checkpoint."""

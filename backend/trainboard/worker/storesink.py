@@ -17,15 +17,11 @@ from trainboard.store.checkpoints import sync_checkpoints
 from trainboard.store.files import folder_bytes
 from trainboard.store.metrics import add_metrics
 from trainboard.training.checkpoint import CheckpointEntry, CheckpointManager
-from trainboard.training.exits import End, RecordingLost
+from trainboard.training.exits import End, RunTakenOver
 from trainboard.training.sinks import CheckpointFiles, EpochReport, Sink
 
 STEP_FLUSH_SECONDS = 1.0
 BATCH_SECONDS = 0.25
-
-
-class RunTakenOver(RecordingLost):
-    """Another attempt holds the run now; this one must stop without writing."""
 
 
 class StoreSink:

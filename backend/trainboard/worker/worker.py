@@ -21,11 +21,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from trainboard.config import Settings
-from trainboard.db import reader, session_scope
-from trainboard.store import queue
-from trainboard.store.workers import heartbeat_worker, register_worker
 from trainboard.training.exits import End, Failure, RecordingLost
 from trainboard.worker.child import Child, describe_exit
+from trainboard.worker.claims import LocalQueue, WorkerInfo, WorkQueue
 
 if TYPE_CHECKING:  # imported when first needed: they load torch (see serve_forever)
     from trainboard.worker.channel import Inbox, Recorder
@@ -60,17 +58,30 @@ def device_capacity(device: str) -> int:
 
 @dataclass
 class Worker:
+    """Claims runs from `queue` (by default this machine's database) and records them through
+    `recordings` (by default this machine's database and files); a remote worker has both
+    on the server's REST API instead (`worker.remote`)."""
+
     settings: Settings
-    engine: Engine
+    engine: Engine | None
     device: str = "cpu"
     devices: int = 0  # the most devices a run it claims may need; 0: device_capacity
     id: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     )
     stopping: threading.Event = field(default_factory=threading.Event)
-    recordings: Recordings | None = None  # by default this machine's database and files
+    recordings: Recordings | None = None
+    queue: WorkQueue | None = None
+    max_runs: int | None = None  # serve_forever returns after this many runs
     _warm: Child | None = None
     _last_beat: float = -float("inf")
+
+    def __post_init__(self) -> None:
+        self.devices = self.devices or device_capacity(self.device)
+        if self.queue is None:
+            assert self.engine is not None, "a worker without a database needs a queue"
+            self.queue = LocalQueue(self.settings, self.engine)
+        self.info = WorkerInfo(self.id, self.device, self.devices)
 
     def recording_side(self) -> Recordings:
         """Where runs are recorded: by default this machine's database and files."""
@@ -78,31 +89,25 @@ class Worker:
             from trainboard.worker.recording import LocalRecordings
             from trainboard.worker.storesink import BATCH_SECONDS
 
+            assert self.engine is not None
             self.recordings = LocalRecordings(self.settings, self.engine, BATCH_SECONDS)
         return self.recordings
 
-    def __post_init__(self) -> None:
-        self.devices = self.devices or device_capacity(self.device)
+    @property
+    def work(self) -> WorkQueue:
+        assert self.queue is not None
+        return self.queue
 
     @property
     def heartbeat_seconds(self) -> float:
-        return max(0.05, min(1.0, self.settings.lease_seconds / 4))
+        return max(0.05, min(1.0, self.work.lease_seconds / 4))
 
     def register(self) -> None:
-        with session_scope(self.engine) as session:
-            register_worker(
-                session,
-                worker_id=self.id,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                device=self.device,
-                devices=self.devices,
-            )
+        self.work.register(self.info)
 
     def _beat(self, status: str, run_id: int | None = None, force: bool = False) -> None:
         if force or time.monotonic() - self._last_beat >= WORKER_HEARTBEAT_SECONDS:
-            with session_scope(self.engine) as session:
-                heartbeat_worker(session, worker_id=self.id, status=status, run_id=run_id)
+            self.work.beat(self.info, status, run_id)
             self._last_beat = time.monotonic()
 
     def prepare_child(self) -> Child:
@@ -118,22 +123,7 @@ class Worker:
         run and train it to its end; False when none was queued. Call it from a thread that
         outlives the worker: the kernel stops a child whose starting thread has ended
         (`lifetime.follow_parent`)."""
-        now = time.time() if now is None else now
-        with session_scope(reader(self.engine)) as session:
-            work = queue.has_work(session, now=now, devices=self.devices)
-        if not work:
-            self._beat("idle")
-            return False
-        with session_scope(self.engine) as session:
-            queue.recover_expired_runs(session, now=now)
-            claim = queue.claim_next_run(
-                session,
-                worker_id=self.id,
-                device=self.device,
-                lease_seconds=self.settings.lease_seconds,
-                now=now,
-                devices=self.devices,
-            )
+        claim = self.work.claim(self.info, time.time() if now is None else now)
         if claim is None:
             self._beat("idle")
             return False
@@ -249,15 +239,9 @@ class Worker:
         signalled_cancel = signalled_stop = False
         while not done.wait(self.heartbeat_seconds):
             try:
-                with session_scope(self.engine) as session:
-                    cancel = queue.renew_lease(
-                        session,
-                        run_id=run_id,
-                        attempt=attempt,
-                        lease_seconds=self.settings.lease_seconds,
-                    )
+                cancel = self.work.renew(run_id, attempt)
                 self._beat("busy", run_id)
-            except Exception:  # a database hiccup: the lease has slack until the next beat
+            except Exception:  # a database or network hiccup: the lease has slack till the next
                 traceback.print_exc()
                 continue
             if cancel is None:
@@ -279,9 +263,13 @@ class Worker:
         self.prepare_child()
         self.recording_side()  # its imports (the loop's modules too) while the child warms up
         wait, idle_since = self.settings.poll_seconds, time.monotonic()
+        runs = 0
         try:
             while not self.stopping.is_set():
                 if self.run_once():
+                    runs += 1
+                    if self.max_runs is not None and runs >= self.max_runs:
+                        return
                     wait, idle_since = self.settings.poll_seconds, time.monotonic()
                     continue
                 self.stopping.wait(wait)

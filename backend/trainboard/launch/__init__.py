@@ -1,0 +1,1 @@
+"""Starting workers with a cluster's scheduler: `trainboard launch slurm`."""
