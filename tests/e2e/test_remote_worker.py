@@ -211,3 +211,21 @@ def test_a_server_that_stops_answering_for_a_moment_loses_nothing(
     assert run["status"] == "completed" and run["attempt"] == 1
     for key, (steps, _values) in epoch_series(api, rid).items():
         assert steps == [1, 2, 3, 4], key
+
+
+def test_a_remote_worker_trains_on_an_uploaded_table(api: httpx.Client, remote: Any) -> None:
+    rows = ["x1,x2,colour,y"] + [
+        f"{i % 7 / 7:.3f},{i % 5},{('red', 'green', 'blue')[i % 3]},{int(i % 7 > 3)}"
+        for i in range(120)
+    ]
+    made = api.post(
+        "/api/datasets",
+        files={"file": ("table.csv", ("\n".join(rows) + "\n").encode())},
+        data={"target": "y"},
+    )
+    assert made.status_code == 201, made.text
+    remote("remote-table")
+    rid = submit(api, {"dataset": {"name": "table"}, "model": {"name": "mlp"}, "epochs": 2})
+    run = wait_final(api, rid)
+    assert run["status"] == "completed", run["error"]
+    assert epoch_series(api, rid)["val_loss"][0] == [1, 2]

@@ -176,6 +176,6 @@ def remote_worker(
     """A worker whose queue and recordings are the server at `server`."""
     queue = RemoteQueue(ServerClient(server, token))
     recordings = RemoteRecordings(queue, settings.home)
-    # An idle remote worker asks the server at most once a second.
-    polled = settings.model_copy(update={"poll_seconds": max(settings.poll_seconds, 1.0)})
-    return Worker(polled, None, device=device, devices=devices, queue=queue, recordings=recordings)
+    return Worker(
+        settings, None, device=device, devices=devices, queue=queue, recordings=recordings
+    )
