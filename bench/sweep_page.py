@@ -16,7 +16,8 @@ on it and opens `#/sweep/<id>` afresh, 3 times a sweep (medians). Each time is t
   timed until the curves' count (`#curves-count`) has changed (`count_changed`) and until the
   next frame has run (`refilter`); the median of 5 brushes keeping different trials.
 Also the server's own times for the sweep's JSON (whole, and without runs as the page reads it),
-its importance and its trials' curves (httpx, no browser).
+its importance (the first read, which computes it, then the median of reads the server answers
+from what it kept: the page loads come after these) and its trials' curves (httpx, no browser).
 Prints `name: value unit` lines and the ratios to the 10-trial baseline.
 """
 
@@ -248,7 +249,9 @@ def main() -> None:
             for name in sizes:  # the server's own times (the first importance opens Optuna)
                 api = f"{server.url}/api/sweeps/{ids[name]}"
                 body: list[int] = []
+                first_importance = server_ms(f"{api}/importance")  # computed, then kept
                 results[name] = {
+                    "api_importance_first": first_importance,
                     "api_sweep": statistics.median(server_ms(api, body) for _ in range(3)),
                     "api_sweep_kib": body[0] / 1024,
                     "api_importance": statistics.median(
@@ -280,6 +283,7 @@ def main() -> None:
         print(f"sweep_brush_refilter_{name}: {r['brush']:.0f} ms")
         print(f"sweep_brush_count_changed_{name}: {r['brush_count']:.0f} ms")
         print(f"api_sweep_json_{name}: {r['api_sweep']:.0f} ms, {r['api_sweep_kib']:.0f} KiB")
+        print(f"api_importance_first_{name}: {r['api_importance_first']:.0f} ms")
         print(f"api_importance_{name}: {r['api_importance']:.0f} ms")
         print(f"api_sweep_without_runs_{name}: {r['api_page_sweep']:.0f} ms")
         print(f"api_curves_{name}: {r['api_curves']:.0f} ms")

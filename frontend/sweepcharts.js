@@ -6,6 +6,17 @@ import { PALETTE } from "./charts.js";
 
 const PRUNED = "#9ca3af";
 const BEST = "#111827";
+// Parallel coordinates of more trials than this are drawn in thin lines (half the pixels to
+// raster) and, once drawn, re-rendered PARALLEL_CHUNK lines a frame after a brush: in a
+// software-rendered browser 1,000 lines in one frame take 100-200 ms, during which the curves'
+// re-filter cannot show. The first draw is whole: in chunks it would wait for a frame each,
+// which a busy machine gives late.
+const PARALLEL_PROGRESSIVE = 500;
+const PARALLEL_CHUNK = 100;
+export const PARALLEL_STEPWISE = {
+  progressive: PARALLEL_CHUNK,
+  progressiveThreshold: PARALLEL_PROGRESSIVE,
+};
 
 // The trials by number: the order of every chart's data, the curves' and the table's default.
 export const trialsInOrder = (sweep) => [...sweep.trials].sort((a, b) => a.number - b.number);
@@ -95,8 +106,8 @@ export function importanceOption(importances) {
 
 // One line per trial across the parameters' axes and the objective's. `trials` gives the
 // data's order (a data index is an index into it); a trial with no value yet has none on the
-// objective's axis.
-export function parallelOption(sweep, trials) {
+// objective's axis. `stepwise`: drawn in chunks when there are many (PARALLEL_STEPWISE).
+export function parallelOption(sweep, trials, { stepwise = true } = {}) {
   const paths = Object.keys(sweep.space);
   const axes = paths.map((path, i) => ({
     dim: i,
@@ -140,9 +151,10 @@ export function parallelOption(sweep, trials) {
         name: "trials",
         type: "parallel",
         data,
-        lineStyle: { width: 2, opacity: 0.7 },
+        lineStyle: { width: trials.length > PARALLEL_PROGRESSIVE ? 1 : 2, opacity: 0.7 },
         inactiveOpacity: 0.08,
         activeOpacity: 1,
+        ...(stepwise ? PARALLEL_STEPWISE : { progressive: 0 }),
       },
     ],
   };

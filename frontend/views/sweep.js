@@ -15,8 +15,21 @@ const CURVES_EVERY_MS = 3000; // a small model's epoch takes about this long on 
 // browser from reconnecting, after the last events have arrived.
 const CLOSE_AFTER_FINAL_MS = 1500;
 
+// Over: nothing more will change (a cancelled sweep's trials may still be winding down).
+const over = (s) => s.status !== "running" && s.trials.every((t) => FINAL_STATUSES.has(t.status));
+
 export async function sweepView(container, { id, setConnection }, signal) {
   // Every read comes before anything that needs cleaning up (charts, timers, the stream).
+  // Importance is read alongside the sweep (the server may take longer over it); a finished
+  // sweep's cannot change, so that answer is the one shown, with the first charts if it is in.
+  let first = api.importance(id, { signal });
+  let firstAnswer = null;
+  first.then(
+    (answer) => {
+      firstAnswer = answer;
+    },
+    () => {},
+  );
   let sweep = await api.sweep(id, { signal });
   const curves = sweepCurves(id, sweep.objective.metric, signal);
   const plots = sweepPlots(sweep, { onBrush: (ids) => curves.filter(ids) });
@@ -35,8 +48,13 @@ export async function sweepView(container, { id, setConnection }, signal) {
     const done = trialsDone(sweep).length;
     if (done === importanceFor) return null;
     importanceFor = done;
-    return api
-      .importance(id, { signal })
+    const early = first && over(sweep) ? first : null;
+    first = null;
+    if (early && firstAnswer) {
+      plots.showImportance(firstAnswer.importances || {});
+      return Promise.resolve();
+    }
+    return (early ?? api.importance(id, { signal }))
       .then((answer) => plots.showImportance(answer.importances || {}))
       .catch(() => {
         importanceFor = -1; // try again with the next change
@@ -47,9 +65,11 @@ export async function sweepView(container, { id, setConnection }, signal) {
     // The stream's sweep comes without its runs.
     sweep = { ...sweep, ...next };
     // The reads go out first: the server answers them while the page draws. Importance first,
-    // alone: the curves' larger read would otherwise share the server's time with it.
+    // alone: the curves' larger read would otherwise share the server's time with it. The
+    // curves wait for the parallel coordinates' first draw too: drawing a thousand curves
+    // takes a frame of its own, which would come between that draw's frames.
     const importance = readImportance() ?? Promise.resolve();
-    importance.finally(() => curves.refresh(sweep).catch(() => {}));
+    Promise.all([importance, plots.drawn]).finally(() => curves.refresh(sweep).catch(() => {}));
     header.render(sweep);
     // The charts measure their boxes (a forced layout each): before the table grows the page.
     plots.show(sweep);
@@ -62,8 +82,6 @@ export async function sweepView(container, { id, setConnection }, signal) {
     if (training() && !document.hidden) curves.refresh(sweep).catch(() => {});
   }, CURVES_EVERY_MS);
 
-  // Over: nothing more will change (a cancelled sweep's trials may still be winding down).
-  const over = (s) => s.status !== "running" && s.trials.every((t) => FINAL_STATUSES.has(t.status));
   let ended = over(sweep);
   let source = null;
   const onConnection = (state) => {

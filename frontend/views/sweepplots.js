@@ -7,6 +7,7 @@ import { makeEChart } from "../echart.js";
 import {
   importanceOption,
   objectiveOption,
+  PARALLEL_STEPWISE,
   parallelOption,
   sliceOption,
   trialsInOrder,
@@ -19,6 +20,7 @@ const SLICE_HEIGHT = 220;
 
 // `onBrush(runIds)`: the run ids of the trials inside every brushed range, or null when no
 // axis is brushed. Call `show(sweep)` to draw (again); `showImportance(importances)` likewise.
+// `drawn`: settles once the parallel coordinates have first drawn all their lines.
 export function sweepPlots(sweep, { onBrush }) {
   const paths = Object.keys(sweep.space);
   const boxes = {
@@ -62,6 +64,10 @@ export function sweepPlots(sweep, { onBrush }) {
   );
 
   let charts = null;
+  let firstDrawn;
+  const drawn = new Promise((resolve) => {
+    firstDrawn = resolve;
+  });
   let latest = null; // the sweep last shown
   let trials = [];
   let importances = {};
@@ -82,12 +88,13 @@ export function sweepPlots(sweep, { onBrush }) {
     charts = {
       objective: makeEChart(boxes.objective, objectiveOption(current), { renderer }),
       importance: null, // made with the first importances: an empty chart says nothing
-      parallel: makeEChart(boxes.parallel, parallelOption(current, trials), {
-        height: 340,
-        renderer,
-      }),
+      parallel: null,
       slices: slices.map(() => null), // each made once scrolled near
     };
+    // Importance before the parallel coordinates, whose lines take longer to draw.
+    drawImportance();
+    const option = parallelOption(current, trials, { stepwise: false });
+    charts.parallel = makeEChart(boxes.parallel, option, { height: 340, renderer });
     // A sweep's slices sit below the fold: drawing them waits until they come near it.
     const near = new IntersectionObserver(
       (entries) => {
@@ -105,7 +112,16 @@ export function sweepPlots(sweep, { onBrush }) {
     for (const box of slices) near.observe(box);
     charts.near = near;
     charts.parallel.on("axisareaselected", () => onBrush(brushed()));
-    drawImportance();
+    // Drawn whole the first time; re-renders (a brush's, a new trial's) in chunks from then on,
+    // where there are enough lines for chunks (a setOption renders again).
+    const drawnOnce = () => {
+      charts.parallel.off("finished", drawnOnce);
+      if (trials.length >= PARALLEL_STEPWISE.progressiveThreshold) {
+        charts.parallel.setOption({ series: [PARALLEL_STEPWISE] });
+      }
+      firstDrawn();
+    };
+    charts.parallel.on("finished", drawnOnce);
     clear.addEventListener("click", () => {
       paths.forEach((_, i) => {
         charts.parallel.dispatchAction({
@@ -161,5 +177,5 @@ export function sweepPlots(sweep, { onBrush }) {
     }
     charts = null;
   }
-  return { node, show, showImportance, destroy };
+  return { node, drawn, show, showImportance, destroy };
 }

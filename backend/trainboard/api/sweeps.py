@@ -165,11 +165,17 @@ def cancel_sweep(
 @router.get("/{sweep_id}/importance")
 def sweep_importance(sweep_id: SweepId, db: DatabaseDep, settings: SettingsDep) -> dict[str, Any]:
     """Each parameter's importance for the objective (Optuna's default evaluator, over the
-    completed trials), normalised to sum 1; `{}` until two different trials have completed."""
-    from trainboard.sweeps.study import importances
+    completed trials), normalised to sum 1; `{}` until two different trials have completed.
+    Kept per sweep until a trial changes (study.ImportanceCache)."""
+    from trainboard.sweeps.study import importance_cache
 
+    key = (str(db.engine.url), sweep_id)
     with db.read() as session:
         found = store.get_sweep(session, sweep_id=sweep_id)
+        marker = store.change_marker(session, sweep_id=sweep_id)
+        cached = importance_cache.by_marker(key, marker)
+        if cached is not None:
+            return {"importances": cached}
         sweep = sweep_public(session, found, settings, with_runs=False)
     request = SweepCreate.model_validate(
         {"base": sweep.base, "space": sweep.space, "objective": sweep.objective}
@@ -177,7 +183,7 @@ def sweep_importance(sweep_id: SweepId, db: DatabaseDep, settings: SettingsDep) 
     finished = [
         (t.params, t.value) for t in sweep.trials if t.status == "completed" and t.value is not None
     ]
-    return {"importances": importances(request, finished)}
+    return {"importances": importance_cache.get(key, marker, request, finished)}
 
 
 @router.get("/{sweep_id}/curves")

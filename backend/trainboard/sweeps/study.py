@@ -12,6 +12,9 @@ objective at an epoch is worse than the median of the finished trials at that ep
 from __future__ import annotations
 
 import statistics
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +26,11 @@ if TYPE_CHECKING:
     from trainboard.sweeps.space import Search, SweepCreate
 
 STARTUP_TRIALS = 3  # finished trials before the median pruner prunes
+# Sweeps whose last importances a server process keeps: each holds its finished trials' params
+# and values (a few hundred KiB for 1,000 trials), and a page shows one sweep at a time.
+IMPORTANCE_SWEEPS = 16
+
+Finished = list[tuple[dict[str, Any], float]]  # a finished trial's params and objective value
 
 
 def study_name(sweep_id: int) -> str:
@@ -122,9 +130,7 @@ def count_finished(url: str, study: optuna.Study) -> int:
         )
 
 
-def importances(
-    request: SweepCreate, finished: list[tuple[dict[str, Any], float]]
-) -> dict[str, float]:
+def importances(request: SweepCreate, finished: Finished) -> dict[str, float]:
     """Each parameter's importance for the objective (Optuna's default evaluator), from the
     finished trials' (params, objective value); empty until two differ in their params. The
     trials are handed to an in-memory study: reading them back from Optuna's tables would
@@ -151,3 +157,55 @@ def importances(
         return dict(optuna.importance.get_param_importances(study))
     except (RuntimeError, ValueError):  # e.g. every finished trial has the same value
         return {}
+
+
+class ImportanceCache:
+    """The importances last computed for each of the `size` sweeps read most recently.
+
+    Optuna's evaluator fits a random forest: 0.2-0.7 s for 1,000 trials, on every page load.
+    An entry is found by the sweep's change marker (what the live events watch: it moves
+    whenever a trial changes status or logs an epoch), so that an unchanged sweep costs no read
+    of its trials; failing that, by the finished trials themselves, so that epochs of trials in
+    training recompute nothing. A trial that finishes changes both, and the importances are
+    computed again. Safe to share between a server's request threads."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[Hashable, tuple[Hashable, Hashable, dict[str, float]]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def by_marker(self, key: Hashable, marker: Hashable) -> dict[str, float] | None:
+        """The importances stored for `key` (database, sweep) at this change marker, if any."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != marker:
+                return None
+            self._entries.move_to_end(key)
+            return entry[2]
+
+    def get(
+        self, key: Hashable, marker: Hashable, request: SweepCreate, finished: Finished
+    ) -> dict[str, float]:
+        """`importances(request, finished)`, computed only when the finished trials (or the
+        objective's direction) differ from those of the entry stored for `key`."""
+        inputs = (
+            request.objective.mode,
+            tuple((tuple(sorted(map(str, params.items()))), value) for params, value in finished),
+        )
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and entry[1] == inputs:
+            found = entry[2]
+        else:  # outside the lock: one sweep's fit does not hold up another sweep's read
+            found = importances(request, finished)
+        with self._lock:
+            self._entries[key] = (marker, inputs, found)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return found
+
+
+importance_cache = ImportanceCache(IMPORTANCE_SWEEPS)
