@@ -89,6 +89,7 @@ def train(args: argparse.Namespace) -> int:
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
     status = train_in_foreground(settings, engine, spec)
+    engine.dispose()
     return 0 if status == RunStatus.completed else 1
 
 
@@ -238,4 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("serve", "worker") and args.__dict__.get("workers", 0) < 0:
         print("--workers must be 0 or more", file=sys.stderr)
         return 2
-    return int(args.func(args) or 0)
+    code = int(args.func(args) or 0)
+    if argv is None and args.command == "train":
+        # The run is recorded and every file closed: the prompt comes back without waiting
+        # for the interpreter's teardown (torch's takes a good part of a second).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
