@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup: a virtualenv with torch (CPU build unless TRAINBOARD_TORCH names another),
 # the project, and the page's npm packages. `--test` adds what the tests need: the test extra,
-# the example plugin package, and Debian's chromium for Playwright. Quiet when nothing changed.
+# the example plugin package, Debian's chromium for Playwright, and slurm-wlm, munge and
+# iproute2 for the Slurm and network-namespace tests. Quiet when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,11 +55,25 @@ if [ $with_tests = 1 ]; then
         pip_install ./tests/plugin_pkg
         echo "$want" > .setup-stamp-plugin
     fi
-    if [ ! -x /usr/bin/chromium ]; then
-        say "installing Debian's chromium for the browser tests"
+    # Debian packages, each only when its command is missing: chromium for the browser tests,
+    # slurm-wlm and munge for the Slurm cluster the launcher's test brings up, iproute2 (`ip`)
+    # for the network-namespace test.
+    packages=""
+    [ -x /usr/bin/chromium ] || packages="$packages chromium"
+    command -v slurmctld >/dev/null || [ -x /usr/sbin/slurmctld ] || packages="$packages slurm-wlm"
+    command -v munged >/dev/null || [ -x /usr/sbin/munged ] || packages="$packages munge"
+    command -v ip >/dev/null || [ -x /usr/sbin/ip ] || packages="$packages iproute2"
+    if [ -n "$packages" ]; then
+        say "installing Debian's$packages for the tests"
         SUDO=""
         [ "$(id -u)" = 0 ] || SUDO="sudo"
-        $SUDO apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+        # apt's output only when it fails (debconf chatters on stderr even when all goes well).
+        # shellcheck disable=SC2086
+        if ! out=$($SUDO apt-get update -qq 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $packages 2>&1); then
+            printf '%s\n' "$out" >&2
+            echo "[setup] apt-get could not install$packages" >&2
+            exit 1
+        fi
     fi
 fi

@@ -1,12 +1,22 @@
 """Request size limits: 413 for bodies over the limit, announced by Content-Length or streamed.
-JSON bodies, file uploads (multipart) and remote workers' files (octet-stream) have separate
-limits."""
+JSON bodies and file uploads (multipart, and a remote worker's report batches) have separate
+limits, and a remote worker's checkpoint upload has its own."""
 
 from __future__ import annotations
+
+import re
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CHECKPOINT_UPLOAD = re.compile(r"^/api/remote/runs/\d+/attempts/\d+/checkpoints/\d+$")
+
+
+def is_checkpoint_upload(scope: Scope) -> bool:
+    """Whether the request is a remote worker's checkpoint upload (a file of any size that
+    may take long to arrive)."""
+    return scope["method"] == "PUT" and CHECKPOINT_UPLOAD.match(scope["path"]) is not None
 
 
 class TooLarge(HTTPException):
@@ -30,10 +40,10 @@ class BodySizeLimit:
         headers = dict(scope["headers"])
         kind = headers.get(b"content-type", b"")
         limit = (
-            self.max_upload
-            if kind.startswith(b"multipart/")
-            else self.max_file
-            if kind.startswith(b"application/octet-stream")
+            self.max_file
+            if is_checkpoint_upload(scope)
+            else self.max_upload
+            if kind.startswith((b"multipart/", b"application/octet-stream"))
             else self.max_json
         )
         too_large = JSONResponse({"detail": f"request body larger than {limit} bytes"}, 413)

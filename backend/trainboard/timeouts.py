@@ -15,6 +15,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from trainboard.limits import is_checkpoint_upload
+
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol, closing a connection whose request line and headers are not
@@ -71,8 +73,10 @@ class BodyTimedOut(HTTPException):
 
 
 class BodyTimeout:
-    """408 when a request's body is not all in `seconds` after the app first reads it. Reads after
-    the body (a stream waiting for the client to disconnect) have no deadline."""
+    """408 when a request's body is not all in `seconds` after the app first reads it (for a
+    remote worker's checkpoint upload, when `seconds` pass without a chunk: a large file may
+    take long, a stalled one may not). Reads after the body (a stream waiting for the client
+    to disconnect) have no deadline."""
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
         self.app, self.seconds = app, seconds
@@ -82,12 +86,13 @@ class BodyTimeout:
             return await self.app(scope, receive, send)
         deadline: float | None = None
         body_done = False
+        per_chunk = is_checkpoint_upload(scope)
 
         async def timed() -> Message:
             nonlocal deadline, body_done
             if body_done:
                 return await receive()
-            if deadline is None:
+            if deadline is None or per_chunk:
                 deadline = anyio.current_time() + self.seconds
             with anyio.CancelScope(deadline=deadline) as waited:
                 message = await receive()

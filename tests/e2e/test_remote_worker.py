@@ -229,3 +229,85 @@ def test_a_remote_worker_trains_on_an_uploaded_table(api: httpx.Client, remote: 
     run = wait_final(api, rid)
     assert run["status"] == "completed", run["error"]
     assert epoch_series(api, rid)["val_loss"][0] == [1, 2]
+
+
+def test_a_stale_attempt_writes_nothing_through_any_route(
+    site: Server, api: httpx.Client, home: Path
+) -> None:
+    """Worker A's lease runs out and B takes the run; whatever A sends then gets 409 and
+    changes nothing: not a point, not the checkpoint file B wrote, not the run's end."""
+    import io
+
+    headers = {"Authorization": f"Bearer {WORKER_TOKEN}"}
+    http = httpx.Client(base_url=site.url, timeout=30, headers=headers)
+    rid = submit(api, {**SPEC, "epochs": 5})
+
+    def claim(worker: str) -> dict[str, Any] | None:
+        body = {"worker_id": worker, "device": "cpu", "devices": 1}
+        return http.post("/api/remote/claim", json=body).json()["job"]
+
+    def file(state: dict[str, Any]) -> tuple[bytes, str]:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getvalue()
+        return data, __import__("hashlib").sha256(data).hexdigest()
+
+    def put(attempt: int, weight: float) -> httpx.Response:
+        data, digest = file({"model_state_dict": {"w": torch.tensor([weight])}, "epoch": 1})
+        return http.put(
+            f"/api/remote/runs/{rid}/attempts/{attempt}/checkpoints/1",
+            params={"sha256": digest, "metrics": '{"val_loss": 1.0}'},
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    def report(attempt: int, batch: int, value: float) -> httpx.Response:
+        data, _ = file([["step", 1, {"step/train_loss": value}]])
+        return http.post(
+            f"/api/remote/runs/{rid}/attempts/{attempt}/reports",
+            params={"batch": batch},
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    assert claim("worker-a")["attempt"] == 1
+    assert report(1, 1, 0.5).status_code == 204
+    assert report(1, 1, 0.9).status_code == 204  # the same batch again: skipped
+    second = wait_until(lambda: claim("worker-b"), timeout=30, what="the lease to run out")
+    assert second["attempt"] == 2
+    assert put(2, 2.0).status_code == 204
+    kept = home / "runs" / str(rid) / "checkpoints" / "epoch-0001.pt"
+    assert torch.load(kept, weights_only=True)["model_state_dict"]["w"].item() == 2.0
+
+    assert put(1, 1.0).status_code == 409
+    assert report(1, 2, 7.0).status_code == 409
+    log = http.post(
+        f"/api/remote/runs/{rid}/attempts/1/log",
+        params={"offset": 0},
+        content=b"stale line\n",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert log.status_code == 409
+    ended = {
+        "end": {"kind": "outcome", "exit": "completed", "epoch": 5, "message": "", "summary": {}}
+    }
+    assert http.post(f"/api/remote/runs/{rid}/attempts/1/end", json=ended).status_code == 409
+    lease = http.post(f"/api/remote/runs/{rid}/attempts/1/lease", json={})
+    assert lease.status_code == 409
+
+    assert torch.load(kept, weights_only=True)["model_state_dict"]["w"].item() == 2.0
+    steps = api.get(f"/api/runs/{rid}/metrics", params={"keys": "step/train_loss"}).json()
+    assert steps["series"]["step/train_loss"]["values"] == [0.5]
+    run = api.get(f"/api/runs/{rid}").json()
+    assert run["status"] == "running" and run["attempt"] == 2
+    assert "stale line" not in api.get(f"/api/runs/{rid}/logs").text
+    bad = http.put(
+        f"/api/remote/runs/{rid}/attempts/2/checkpoints/2",
+        params={"sha256": "0" * 64},
+        content=b"not a checkpoint",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert bad.status_code == 422 and "sha256" in bad.text
+    assert http.post(f"/api/remote/runs/{rid}/attempts/2/end", json=ended).json() == {
+        "status": "completed"
+    }

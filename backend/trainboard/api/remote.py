@@ -46,11 +46,11 @@ class WorkerBeat(StrictBody):
 
     worker_id: WorkerName
     host: Annotated[str, Field(max_length=255)] = ""
-    pid: Annotated[int, Field(ge=0)] = 0
+    pid: Annotated[int, Field(ge=0, le=2**31)] = 0
     device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d{1,2})?)$")] = "cpu"
     devices: Annotated[int, Field(ge=1, le=4096)] = 1
     status: Annotated[str, Field(pattern=r"^(idle|busy|stopped)$")] = "idle"
-    run_id: int | None = None
+    run_id: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
 
 
 class EndRequest(StrictBody):
@@ -90,21 +90,25 @@ def claim(body: WorkerBeat, db: DatabaseDep, settings: SettingsDep, request: Req
     trains on or null, "lease_seconds": ...}`, or job null."""
     lease = settings.lease_seconds
     with db.read() as session:  # an idle worker's look takes no write lock
-        if not queue.has_work(session, devices=body.devices):
+        # A worker asks only when idle: a run it holds was given by a claim it never heard.
+        claimed = queue.held_by(session, worker_id=body.worker_id)
+        if claimed is None and not queue.has_work(session, devices=body.devices):
             return {"job": None, "lease_seconds": lease}
-    with db.write() as session:
-        queue.recover_expired_runs(session)
-        claimed = queue.claim_next_run(
-            session,
-            worker_id=body.worker_id,
-            device=body.device,
-            lease_seconds=lease,
-            devices=body.devices,
-        )
+    relay = relay_of(request)
+    if claimed is None:
+        with db.write() as session:
+            for run_id, _ in queue.recover_expired_runs(session):
+                relay.drop(run_id)  # whatever a lost worker's attempt left open
+            claimed = queue.claim_next_run(
+                session,
+                worker_id=body.worker_id,
+                device=body.device,
+                lease_seconds=lease,
+                devices=body.devices,
+            )
     if claimed is None:
         return {"job": None, "lease_seconds": lease}
     run_id, attempt = claimed
-    relay = relay_of(request)
     try:
         job = relay.open(run_id, attempt, body.device).recording.job
     except Exception as exc:  # its spec no longer validates here: the run ends with why
@@ -191,7 +195,7 @@ async def report(
     try:
         await run_in_threadpool(relay_of(request).report, run_id, attempt, batch, messages)
     except RecordingLost as exc:
-        relay_of(request).drop(run_id, attempt)
+        await run_in_threadpool(relay_of(request).drop, run_id, attempt)
         raise HTTPException(409, str(exc)) from None
     except (ValueError, TypeError, KeyError) as exc:
         raise HTTPException(422, f"bad report: {exc}") from None
@@ -220,13 +224,17 @@ async def put_checkpoint(
         values = json.loads(metrics)
     except json.JSONDecodeError:
         raise HTTPException(422, "metrics: not JSON") from None
-    if not isinstance(state, dict) or not isinstance(values, dict):
-        raise HTTPException(422, "a checkpoint is a dict, and its metrics a JSON object")
+    if not isinstance(state, dict) or "model_state_dict" not in state:
+        raise HTTPException(422, "a checkpoint is a dict with a model_state_dict")
+    if not isinstance(values, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()
+    ):
+        raise HTTPException(422, "metrics: a JSON object of numbers")
     relay = relay_of(request)
     try:
         await run_in_threadpool(relay.save_checkpoint, run_id, attempt, state, epoch, values)
     except RecordingLost as exc:
-        relay.drop(run_id, attempt)
+        await run_in_threadpool(relay.drop, run_id, attempt)
         raise HTTPException(409, str(exc)) from None
     return Response(status_code=204)
 
@@ -236,7 +244,6 @@ async def append_log(
     run_id: RunId,
     attempt: Attempt,
     offset: Annotated[int, Query(ge=0, le=2**62)],
-    db: DatabaseDep,
     settings: SettingsDep,
     request: Request,
 ) -> Response:
@@ -247,22 +254,12 @@ async def append_log(
     body, _ = await _receive(request)
     with body:
         data = body.read()
-    with db.read() as session:
-        if not queue.holds_run(session, run_id=run_id, attempt=attempt):
-            raise HTTPException(409, f"run {run_id} attempt {attempt} was taken over")
-    sent = relay_of(request).log_sent(run_id, attempt)
-    if offset + len(data) > sent:
-        await run_in_threadpool(
-            _append, settings.run_dir(run_id) / "run.log", data[max(0, sent - offset) :]
-        )
-        relay_of(request).log_received(run_id, attempt, offset + len(data))
+    log = settings.run_dir(run_id) / "run.log"
+    try:
+        await run_in_threadpool(relay_of(request).append_log, run_id, attempt, offset, data, log)
+    except RecordingLost as exc:
+        raise HTTPException(409, str(exc)) from None
     return Response(status_code=204)
-
-
-def _append(path: Any, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("ab") as log:
-        log.write(data)
 
 
 @router.post("/runs/{run_id}/attempts/{attempt}/end")
@@ -277,7 +274,10 @@ def end_attempt(
         end = end_from_wire(body.end)
     except (ValueError, KeyError, TypeError) as exc:
         raise HTTPException(422, f"bad end: {exc}") from None
-    status = relay_of(request).end(run_id, attempt, end)
+    try:
+        status = relay_of(request).end(run_id, attempt, end)
+    except RecordingLost:
+        status = None
     if status is None:
         raise HTTPException(409, f"run {run_id} attempt {attempt} was taken over")
     return {"status": status}

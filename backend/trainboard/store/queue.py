@@ -98,6 +98,19 @@ def _guard(run_id: int, attempt: int) -> Any:
     )
 
 
+def held_by(session: Session, *, worker_id: str) -> tuple[int, int] | None:
+    """The (run, attempt) that `worker_id` holds now, if any: what a claim whose answer was
+    lost gave it."""
+    row = session.exec(
+        select(col(Run.id), col(Run.attempt)).where(
+            col(Run.worker) == worker_id,
+            col(Run.status) == RunStatus.running,
+            col(Run.kind) != RunKind.external,
+        )
+    ).first()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
 def holds_run(session: Session, *, run_id: int, attempt: int) -> bool:
     """Whether `attempt` still holds the run (it is the current attempt, and running)."""
     row = session.exec(

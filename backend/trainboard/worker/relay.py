@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from trainboard.training.exits import End
+from trainboard.db import reader, session_scope
+from trainboard.store import queue
+from trainboard.training.exits import End, Failure, RunTakenOver
 from trainboard.worker.channel import Recorder
 from trainboard.worker.recording import LocalRecording, LocalRecordings
 from trainboard.worker.wire import message_from_wire
@@ -48,8 +51,15 @@ class Relay:
         self._attempts: dict[tuple[int, int], RelayedAttempt] = {}
         self._lock = threading.Lock()
 
+    def _check_held(self, run_id: int, attempt: int) -> None:
+        with session_scope(reader(self.recordings.engine)) as session:
+            if not queue.holds_run(session, run_id=run_id, attempt=attempt):
+                raise RunTakenOver(f"run {run_id} attempt {attempt} was taken over")
+
     def open(self, run_id: int, attempt: int, device: str) -> RelayedAttempt:
-        """The attempt's recording, opened once (raises when its spec can no longer run)."""
+        """The attempt's recording, opened once, and only while the attempt holds its run
+        (RunTakenOver otherwise); raises when its spec can no longer run."""
+        self._check_held(run_id, attempt)
         with self._lock:
             found = self._attempts.get((run_id, attempt))
             if found is None:
@@ -61,17 +71,18 @@ class Relay:
                     recording.trial.stop = lambda: setattr(relayed, "pruned", True)
             return found
 
-    def log_sent(self, run_id: int, attempt: int) -> int:
-        """How many bytes of the attempt's log the server has (0 for one it does not record)."""
-        with self._lock:
-            found = self._attempts.get((run_id, attempt))
-        return 0 if found is None else found.log_bytes
-
-    def log_received(self, run_id: int, attempt: int, size: int) -> None:
-        with self._lock:
-            found = self._attempts.get((run_id, attempt))
-            if found is not None:
-                found.log_bytes = max(found.log_bytes, size)
+    def append_log(self, run_id: int, attempt: int, offset: int, data: bytes, log: Path) -> None:
+        """Append the bytes of the worker's log that start at `offset`, skipping what the run's
+        log already has of them (a chunk sent again)."""
+        relayed = self.open(run_id, attempt, "remote")
+        with relayed.lock:
+            fresh = data[max(0, relayed.log_bytes - offset) :]
+            if offset + len(data) <= relayed.log_bytes or not fresh:
+                return
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("ab") as file:
+                file.write(fresh)
+            relayed.log_bytes = offset + len(data)
 
     def pruned(self, run_id: int, attempt: int) -> bool:
         """Whether a sweep's pruner asked the attempt to stop."""
@@ -88,7 +99,7 @@ class Relay:
                 return
             for message in messages:
                 relayed.recorder.handle(message_from_wire(message))
-            relayed.recording.flush_due()
+            relayed.recording.store.flush()  # committed before the worker forgets them
             relayed.applied = batch
 
     def save_checkpoint(
@@ -115,9 +126,13 @@ class Relay:
         status = self.recordings.end(run_id, attempt, end)
         return None if status is None else str(status)
 
-    def drop(self, run_id: int, attempt: int) -> None:
-        """Forget an attempt that lost its run (its recording is released)."""
+    def drop(self, run_id: int, attempt: int | None = None) -> None:
+        """Forget an attempt that lost its run (every attempt of the run without `attempt`):
+        its files are closed and a sweep trial's reporter stopped."""
         with self._lock:
-            relayed = self._attempts.pop((run_id, attempt), None)
-        if relayed is not None:
+            keys = [k for k in self._attempts if k[0] == run_id and attempt in (None, k[1])]
+            dropped = [self._attempts.pop(k) for k in keys]
+        for relayed in dropped:
             relayed.recording.release()
+            if relayed.recording.trial is not None:
+                relayed.recording.trial.close(Failure("the attempt lost its run"))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trainboard.config import Settings
-from trainboard.training.exits import End, RunTakenOver
+from trainboard.training.exits import End, RecordingLost, RunTakenOver
 from trainboard.worker.claims import WorkerInfo
 from trainboard.worker.job import Job
 from trainboard.worker.remotesink import CheckpointUploader, LogShipper, ReportSender
@@ -57,15 +57,19 @@ class RemoteQueue:
     def beat(self, worker: WorkerInfo, status: str, run_id: int | None) -> None:
         try:
             body = self._who(worker, status, run_id)
-            self.client.request("POST", "/api/remote/beat", json=body, patience=IDLE_PATIENCE)
+            self.client.request(
+                "POST", "/api/remote/beat", json=body, patience=IDLE_PATIENCE, wait=10.0
+            )
         except ServerUnreachable as exc:
             print(f"heartbeat not sent: {exc}", flush=True)
 
     def claim(self, worker: WorkerInfo, now: float) -> tuple[int, int] | None:
         body = self._who(worker, "idle", None)
         try:
+            # The answer may take a while (the server opens the run's recording); a claim asked
+            # again after a lost answer gets the same run.
             answer = self.client.request(
-                "POST", "/api/remote/claim", json=body, patience=IDLE_PATIENCE
+                "POST", "/api/remote/claim", json=body, patience=IDLE_PATIENCE, wait=30.0
             ).json()
         except ServerUnreachable as exc:
             print(f"no claim: {exc}", flush=True)
@@ -105,8 +109,8 @@ class RemoteRecording:
         try:
             self.sink.flush()
             self.log.ship()
-        except RunTakenOver:
-            pass  # the successor records from here on
+        except RecordingLost as exc:  # taken over, or the server is away: nothing more to send
+            print(f"run {self.job.run_id} attempt {self.job.attempt}: {exc}", flush=True)
 
 
 @dataclass
@@ -175,7 +179,8 @@ def remote_worker(
 ) -> Worker:
     """A worker whose queue and recordings are the server at `server`."""
     queue = RemoteQueue(ServerClient(server, token))
-    recordings = RemoteRecordings(queue, settings.home)
+    # A folder of its own inside the data folder: it deletes what it made, and nothing else.
+    recordings = RemoteRecordings(queue, settings.home / "remote-scratch")
     return Worker(
         settings, None, device=device, devices=devices, queue=queue, recordings=recordings
     )

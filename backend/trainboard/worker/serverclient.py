@@ -30,26 +30,33 @@ class ServerClient:
         self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
-    def request(self, method: str, path: str, *, patience: float, **kwargs: Any) -> httpx.Response:
-        """The answer to a request tried for up to `patience` seconds; RunTakenOver for a 409,
-        ServerUnreachable when patience ran out, httpx.HTTPStatusError for another 4xx."""
-        deadline, wait = time.monotonic() + patience, RETRY_FIRST
+    def request(
+        self, method: str, path: str, *, patience: float, wait: float | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """The answer to a request tried for up to `patience` seconds, each try waiting up to
+        `wait` for its answer (by default what is left of the patience, at most 30 s);
+        RunTakenOver for a 409, ServerUnreachable when patience ran out, httpx.HTTPStatusError
+        for another 4xx."""
+        deadline, pause = time.monotonic() + patience, RETRY_FIRST
         while True:
+            left = max(0.5, deadline - time.monotonic())
             try:
-                response = self.http.request(method, path, **kwargs)
+                response = self.http.request(
+                    method, path, timeout=wait or min(left, 30.0), **kwargs
+                )
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
                 if response.status_code == 409:
-                    raise RunTakenOver(response.json().get("detail", "taken over"))
+                    raise RunTakenOver(f"{method} {path}: another attempt holds the run")
                 if response.status_code < 500:
                     response.raise_for_status()
                     return response
                 problem = f"HTTP {response.status_code}"
-            if time.monotonic() + wait > deadline:
+            if time.monotonic() + pause > deadline:
                 raise ServerUnreachable(f"{method} {path}: {problem}")
-            time.sleep(wait)
-            wait = min(wait * 2, RETRY_MAX)
+            time.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX)
             rewind = kwargs.get("content")
             if hasattr(rewind, "seek"):
                 rewind.seek(0)
@@ -62,15 +69,17 @@ class ServerClient:
         while True:
             try:
                 with self.http.stream("GET", path) as response:
+                    if response.status_code >= 500:
+                        raise httpx.TransportError(f"HTTP {response.status_code}")
                     response.raise_for_status()
                     with partial.open("wb") as out:
                         for chunk in response.iter_bytes(1 << 20):
                             out.write(chunk)
                 partial.replace(to)
                 return
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 if time.monotonic() > deadline:
-                    raise
+                    raise ServerUnreachable(f"GET {path}: {exc}") from None
                 time.sleep(RETRY_FIRST)
 
     def close(self) -> None:

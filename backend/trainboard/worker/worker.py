@@ -142,6 +142,9 @@ class Worker:
         recordings = self.recording_side()
         try:
             recording = recordings.open(run_id, attempt, self.device)
+        except RecordingLost as exc:  # a remote worker's server went away: its lease lapses
+            print(f"run {run_id} attempt {attempt}: {exc}", flush=True)
+            return
         except Exception as exc:  # the spec no longer validates; the warm child stays for later
             recordings.end(run_id, attempt, Failure.from_exception(exc))
             return
@@ -164,6 +167,7 @@ class Worker:
             inbox.discard_rest()  # the reader ends at the child's exit
             child.process.wait()
             if isinstance(exc, RecordingLost):  # another attempt holds the run: write nothing
+                print(f"run {run_id} attempt {attempt}: {exc}; nothing more is written", flush=True)
                 return
             if not isinstance(exc, Exception):
                 raise
