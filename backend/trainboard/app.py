@@ -27,6 +27,7 @@ from trainboard.api import (
     live,
     metrics,
     remote,
+    remotefiles,
     runlog,
     runs,
     serving,
@@ -111,7 +112,10 @@ def create_app(
     app.include_router(serving.router, prefix="/api", dependencies=protected)
     app.include_router(aliases.router, prefix="/api", dependencies=protected)
     app.include_router(system.router, prefix="/api", dependencies=protected)
-    app.include_router(remote.router, prefix="/api", dependencies=[Depends(require_worker_token)])
+    for module in (remote, remotefiles):  # the workers' token opens these alone
+        app.include_router(
+            module.router, prefix="/api", dependencies=[Depends(require_worker_token)]
+        )
     _mount_frontend(app, settings)
     return app
 

@@ -17,17 +17,13 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
-from fastapi.responses import FileResponse
 from pydantic import Field
 
 from trainboard.api.deps import DatabaseDep, SettingsDep
-from trainboard.api.serving import file_response
 from trainboard.schemas import StrictBody
-from trainboard.serving.source import CheckpointRef, checkpoint_file
 from trainboard.store import queue
-from trainboard.store.checkpoints import find_checkpoint
 from trainboard.store.workers import heartbeat_worker, register_worker
-from trainboard.training.data.uploads import has_upload, upload_paths
+from trainboard.training.data.uploads import has_upload
 from trainboard.training.exits import Failure, RecordingLost
 
 if TYPE_CHECKING:
@@ -83,6 +79,13 @@ def beat(body: WorkerBeat, db: DatabaseDep) -> Response:
     return Response(status_code=204)
 
 
+@router.get("/queue")
+def queued(db: DatabaseDep) -> dict:
+    """`{"queued": N}`: how many runs wait for a worker (what a launcher keeps jobs for)."""
+    with db.read() as session:
+        return {"queued": queue.count_queued(session)}
+
+
 @router.post("/claim")
 def claim(body: WorkerBeat, db: DatabaseDep, settings: SettingsDep, request: Request) -> dict:
     """Recover runs whose lease ran out, then claim the next queued run that fits the worker:
@@ -121,23 +124,6 @@ def claim(body: WorkerBeat, db: DatabaseDep, settings: SettingsDep, request: Req
     name = job.spec["dataset"]["name"]
     upload = name if has_upload(settings.uploads_dir, name) else None
     return {"job": fields, "resume": resume, "upload": upload, "lease_seconds": lease}
-
-
-@router.get("/uploads/{name}/{part}")
-def download_upload(
-    name: Annotated[str, Path(max_length=64)],
-    part: Annotated[str, Path(pattern=r"^(csv|json)$")],
-    settings: SettingsDep,
-) -> FileResponse:
-    """An uploaded data set's CSV or facts, for a remote worker that trains on it."""
-    try:
-        table, facts = upload_paths(settings.uploads_dir, name)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-    path = table if part == "csv" else facts
-    if not path.is_file():
-        raise HTTPException(404, f"no uploaded data set named {name!r}")
-    return FileResponse(path)
 
 
 @router.post("/runs/{run_id}/attempts/{attempt}/lease")
@@ -281,18 +267,3 @@ def end_attempt(
     if status is None:
         raise HTTPException(409, f"run {run_id} attempt {attempt} was taken over")
     return {"status": status}
-
-
-@router.get("/runs/{run_id}/checkpoints/{name}")
-def download_checkpoint(
-    run_id: RunId,
-    name: Annotated[str, Path(max_length=64)],
-    db: DatabaseDep,
-    settings: SettingsDep,
-    request: Request,
-) -> Response:
-    """A checkpoint a resumed attempt starts from (found by its row, never by a path)."""
-    with db.read() as session:
-        row = find_checkpoint(session, run_id=run_id, checkpoint_id=name)
-    path = checkpoint_file(settings, run_id=run_id, name=row.name)
-    return file_response(CheckpointRef(run_id, row.name, row.sha256, path), request)

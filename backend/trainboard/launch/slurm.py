@@ -62,7 +62,7 @@ def poll_seconds() -> float:
 def queued_runs(http: httpx.Client) -> int:
     """How many runs wait in the server's queue."""
     try:
-        response = http.get("/api/runs", params={"status": "queued", "limit": 1})
+        response = http.get("/api/remote/queue")
     except httpx.HTTPError as exc:
         raise LaunchError(f"cannot reach the server at {http.base_url}: {exc}") from exc
     if response.status_code == 401:
@@ -70,7 +70,7 @@ def queued_runs(http: httpx.Client) -> int:
     if response.status_code != 200:
         raise LaunchError(f"the server at {http.base_url} answered {response.status_code}")
     try:
-        return int(response.json()["total"])
+        return int(response.json()["queued"])
     except (ValueError, KeyError, TypeError) as exc:
         raise LaunchError(f"the server at {http.base_url} sent no run count: {exc!r}") from exc
 
@@ -191,10 +191,7 @@ def run_launcher(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    # TRAINBOARD_TOKEN reads the queue where it is set: a worker token opens only the workers'
-    # routes. The jobs get --token alone.
-    read_token = os.environ.get("TRAINBOARD_TOKEN") or args.token
-    headers = {"Authorization": f"Bearer {read_token}"} if read_token else {}
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
     print(
         f"launching up to {args.max_jobs} Slurm jobs for {args.server}; "
         f"job output in {output_folder()}",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import bindparam, text, update
+from sqlalchemy import bindparam, func, text, update
 from sqlmodel import Session, col, select
 
 from trainboard.models import Run, RunKind, RunStatus, utcnow
@@ -96,6 +96,14 @@ def _guard(run_id: int, attempt: int) -> Any:
     return update(Run).where(
         col(Run.id) == run_id, col(Run.attempt) == attempt, col(Run.status) == RunStatus.running
     )
+
+
+def count_queued(session: Session) -> int:
+    """How many runs wait in the queue for a worker."""
+    query = select(func.count()).where(
+        col(Run.status) == RunStatus.queued, col(Run.kind) != RunKind.external
+    )
+    return int(session.exec(query).one())
 
 
 def held_by(session: Session, *, worker_id: str) -> tuple[int, int] | None:
