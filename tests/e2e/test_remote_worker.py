@@ -178,10 +178,12 @@ def test_the_worker_token_opens_only_the_workers_routes(site: Server) -> None:
         assert http.post("/api/remote/claim", json=beat, headers=wrong).status_code == 401
         bad = http.post("/api/remote/claim", json={**beat, "devices": 0}, headers=worker)
         assert bad.status_code == 422 and "devices" in bad.text
+        too_big = http.post("/api/remote/beat", json={**beat, "pid": 2**31}, headers=worker)
+        assert too_big.status_code == 422 and "pid" in too_big.text  # a column's bound, not a 500
 
 
 def test_a_killed_remote_worker_s_run_resumes_on_another(api: httpx.Client, remote: Any) -> None:
-    slow = {**SPEC, "epochs": 5, "batch_size": 4, "model": {"name": "mlp"}}
+    slow = {**SPEC, "epochs": 4, "batch_size": 4, "model": {"name": "mlp"}}
     first = remote("remote-first")
     rid = submit(api, slow)
     wait_until(lambda: api.get(f"/api/runs/{rid}").json()["epoch"] >= 2, timeout=120, what="2")
@@ -194,14 +196,14 @@ def test_a_killed_remote_worker_s_run_resumes_on_another(api: httpx.Client, remo
     assert run["status"] == "completed" and run["attempt"] == 2
     assert "resuming from epoch-000" in api.get(f"/api/runs/{rid}/logs").text
     for key, (steps, _values) in epoch_series(api, rid).items():
-        assert steps == [1, 2, 3, 4, 5], key
+        assert steps == [1, 2, 3, 4], key
 
 
 def test_a_server_that_stops_answering_for_a_moment_loses_nothing(
     site: Server, api: httpx.Client, remote: Any
 ) -> None:
     remote("remote-blip")
-    rid = submit(api, {**SPEC, "epochs": 4, "batch_size": 4})
+    rid = submit(api, {**SPEC, "epochs": 3, "batch_size": 8})
     wait_until(lambda: api.get(f"/api/runs/{rid}").json()["epoch"] >= 1, timeout=120, what="1")
     assert site.process is not None
     site.process.send_signal(signal.SIGSTOP)  # shorter than the 4 s lease
@@ -210,7 +212,7 @@ def test_a_server_that_stops_answering_for_a_moment_loses_nothing(
     run = wait_final(api, rid)
     assert run["status"] == "completed" and run["attempt"] == 1
     for key, (steps, _values) in epoch_series(api, rid).items():
-        assert steps == [1, 2, 3, 4], key
+        assert steps == [1, 2, 3], key
 
 
 def test_a_remote_worker_trains_on_an_uploaded_table(api: httpx.Client, remote: Any) -> None:

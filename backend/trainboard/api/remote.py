@@ -20,6 +20,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Respon
 from pydantic import Field
 
 from trainboard.api.deps import DatabaseDep, SettingsDep
+from trainboard.jsonsafe import NoNul
 from trainboard.schemas import StrictBody
 from trainboard.store import queue
 from trainboard.store.workers import heartbeat_worker, register_worker
@@ -41,8 +42,8 @@ class WorkerBeat(StrictBody):
     """Who a remote worker is and what it is doing."""
 
     worker_id: WorkerName
-    host: Annotated[str, Field(max_length=255)] = ""
-    pid: Annotated[int, Field(ge=0, le=2**31)] = 0
+    host: Annotated[str, Field(max_length=255), NoNul()] = ""
+    pid: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d{1,2})?)$")] = "cpu"
     devices: Annotated[int, Field(ge=1, le=4096)] = 1
     status: Annotated[str, Field(pattern=r"^(idle|busy|stopped)$")] = "idle"
