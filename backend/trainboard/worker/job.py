@@ -71,6 +71,26 @@ class Job:
         return cls(**fields)
 
 
+def training_of(
+    job: Job, spec: Any, *, sink: Sink, checkpoints: CheckpointWriter
+) -> functools.partial[Any]:
+    """The loop bound to `job` (its spec, folders, resume point and device): call it, with
+    `should_stop` or `ranks` where needed, to train the attempt."""
+    from trainboard.training.loop import train
+
+    return functools.partial(
+        train,
+        spec,
+        run_dir=job.run_dir,
+        sink=sink,
+        checkpoints=checkpoints,
+        resume_from=job.resume_from,
+        uploads_dir=job.uploads_dir,
+        max_parameters=job.max_parameters,
+        device=job.device,
+    )
+
+
 def run_job(job: Job, *, sink: Sink, checkpoints: CheckpointWriter, should_stop: StopCheck) -> End:
     """Train `job` with a progress bar on stdout (or run its check), reporting through `sink`,
     and return how it ended. Either the loop (or this, after a check) closes `sink` with its
@@ -78,7 +98,6 @@ def run_job(job: Job, *, sink: Sink, checkpoints: CheckpointWriter, should_stop:
     stderr, the run's log in a child). RecordingLost propagates: nothing more may be recorded
     for this attempt."""
     from trainboard.training.checks import run_check
-    from trainboard.training.loop import train
     from trainboard.training.sinks import ConsoleSink, FanOut
     from trainboard.training.spec import RunSpec
 
@@ -100,18 +119,8 @@ def run_job(job: Job, *, sink: Sink, checkpoints: CheckpointWriter, should_stop:
             sink.close(outcome)
             return outcome
         closing = FanOut(sink, ConsoleSink(spec.epochs, job.start_epoch, stream=sys.stdout))
-        attempt = functools.partial(
-            train,
-            spec,
-            run_dir=job.run_dir,
-            sink=closing,
-            checkpoints=checkpoints,
-            should_stop=should_stop,
-            resume_from=job.resume_from,
-            uploads_dir=job.uploads_dir,
-            max_parameters=job.max_parameters,
-            device=job.device,
-        )
+        attempt = training_of(job, spec, sink=closing, checkpoints=checkpoints)
+        attempt = functools.partial(attempt, should_stop=should_stop)
         if job.devices == 1:  # (a check of the spec runs above, in one process)
             return attempt()
         from trainboard.worker.ranks import process_group

@@ -15,10 +15,9 @@ def main() -> int:
     rank, port, threads = (int(arg) for arg in sys.argv[1:4])
     import torch
 
-    from trainboard.training.loop import train
     from trainboard.training.sinks import NullSink
     from trainboard.training.spec import RunSpec
-    from trainboard.worker.job import Job
+    from trainboard.worker.job import Job, training_of
     from trainboard.worker.ranks import join_group, rendezvous
 
     job = Job.from_line(sys.stdin.readline())
@@ -27,16 +26,8 @@ def main() -> int:
     group = join_group(rank, job.devices, store, cuda=job.on_cuda)
     nothing = NullSink()
     try:
-        train(
-            RunSpec.model_validate(job.spec),
-            run_dir=job.run_dir,
-            sink=nothing,
-            checkpoints=nothing,
-            resume_from=job.resume_from,
-            uploads_dir=job.uploads_dir,
-            device=job.device,
-            max_parameters=job.max_parameters,
-            ranks=group,
+        training_of(job, RunSpec.model_validate(job.spec), sink=nothing, checkpoints=nothing)(
+            ranks=group
         )
     finally:
         import torch.distributed as dist
