@@ -19,6 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from trainboard import __version__
+from trainboard.admission import ReadTurns
 from trainboard.api import (
     aliases,
     checkpoints,
@@ -37,6 +38,7 @@ from trainboard.api import (
 from trainboard.api.deps import require_token, require_worker_token
 from trainboard.api.live import LiveEvents
 from trainboard.api.origin import SameOriginWrites
+from trainboard.api.pointwriter import PointWriter
 from trainboard.config import LOOPBACK_HOSTS, Settings
 from trainboard.db import init_db, make_engine
 from trainboard.external_keeper import keep_external_runs
@@ -63,6 +65,7 @@ def create_app(
         init_db(engine)
         app.state.settings, app.state.engine = settings, engine
         app.state.live = LiveEvents(engine, settings)
+        app.state.point_writer = PointWriter(engine)
         poller = live.start(app.state.live)
         keeper = asyncio.get_running_loop().create_task(keep_sweeps(engine))
         watchdog = asyncio.get_running_loop().create_task(keep_external_runs(engine, settings))
@@ -87,6 +90,7 @@ def create_app(
         max_file_bytes=settings.max_checkpoint_bytes,
     )
     app.add_middleware(BodyTimeout, seconds=settings.body_timeout_seconds)
+    app.add_middleware(ReadTurns, concurrent=settings.concurrent_reads)
     allowed = settings.allowed_hosts or (
         [h.strip("[]") for h in LOOPBACK_HOSTS] + ["[::1]", "testserver"]
         if bind_host in LOOPBACK_HOSTS

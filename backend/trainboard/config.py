@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # Connections beyond this many (open pages hold a live-events stream each) get 503; far above
     # ordinary bursts, low enough that a flood cannot run the process out of file descriptors.
     max_connections: int = 1000
+    # Reads (GET, HEAD) in the app at once until their responses start; more wait their turn
+    # in arrival order (see admission.py). On 2 cores past a few they only slow one another,
+    # and whatever the burst of reads, writes go in at once.
+    concurrent_reads: int = Field(default=4, ge=1, le=1000)
 
     @property
     def runs_dir(self) -> Path:

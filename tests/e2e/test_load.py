@@ -225,3 +225,39 @@ def test_a_large_csv_upload_does_not_stall_other_requests(
     uploading.join()
     assert result["upload"].status_code == 201, result["upload"].text
     assert answered > 1
+
+
+async def _writes_to_two_runs(url: str, open_run: int, finished: int) -> list[httpx.Response]:
+    """32 one-point writes at once, alternating between the two runs."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(base_url=url, timeout=ANSWER_SECONDS, limits=limits) as client:
+        calls = [
+            client.post(
+                f"/api/runs/{finished if i % 2 else open_run}/metrics",
+                json={"points": [{"key": "mixed", "step": i, "value": float(i)}]},
+            )
+            for i in range(32)
+        ]
+        return await asyncio.gather(*calls)
+
+
+def test_writes_that_commit_together_are_refused_only_for_their_own_run(
+    loaded_server: tuple[Server, int],
+) -> None:
+    """Writes arriving together commit in one transaction; a finished run in the same burst
+    refuses its own points (409) and nothing else."""
+    server, _large = loaded_server
+    open_run, finished = (
+        httpx.post(f"{server.url}/api/runs", json={"kind": "external"}).json()["id"]
+        for _ in range(2)
+    )
+    done = httpx.post(f"{server.url}/api/runs/{finished}/finish", json={"status": "completed"})
+    assert done.status_code == 200, done.text
+    answers = run_async(_writes_to_two_runs(server.url, open_run, finished))
+    assert [a.status_code for a in answers[0::2]] == [202] * 16
+    assert [a.status_code for a in answers[1::2]] == [409] * 16
+    assert all("has finished" in a.json()["detail"] for a in answers[1::2])
+    stored = httpx.get(f"{server.url}/api/runs/{open_run}/metrics", params={"keys": "mixed"})
+    assert stored.json()["series"]["mixed"]["steps"] == list(range(0, 32, 2))
+    nothing = httpx.get(f"{server.url}/api/runs/{finished}/metrics", params={"keys": "mixed"})
+    assert nothing.json()["series"].get("mixed", {"steps": []})["steps"] == []

@@ -62,7 +62,10 @@ async def get_database(engine: EngineDep) -> Database:
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
-def get_path_run(run_id: Annotated[int, Path(ge=1, le=2**31 - 1)], engine: EngineDep) -> Run:
+RunId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def get_path_run(run_id: RunId, engine: EngineDep) -> Run:
     """The run of the path, or 404; read in a session of its own that ends at once."""
     with session_scope(reader(engine)) as session:
         return get_run(session, run_id=run_id)

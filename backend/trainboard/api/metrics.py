@@ -6,15 +6,13 @@ import re
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
-from trainboard.api.deps import DatabaseDep, RunDep, SettingsDep
-from trainboard.models import Run
+from trainboard.api.deps import DatabaseDep, RunDep, RunId, SettingsDep
+from trainboard.api.pointwriter import PointWriter
 from trainboard.schemas import METRIC_KEY_PATTERN, MetricsRead, MetricsWrite
-from trainboard.store.errors import Conflict
-from trainboard.store.external import reopen_silent_run, touch
-from trainboard.store.metrics import add_metrics, metric_keys, require_writable, series_json
+from trainboard.store.metrics import metric_keys, series_json
 
 router = APIRouter(prefix="/runs/{run_id}/metrics", tags=["metrics"])
 
@@ -61,17 +59,13 @@ def query_error(name: str, message: str, value: object) -> RequestValidationErro
 
 
 @router.post("", status_code=202)
-def write_metrics(
-    run: RunDep, body: MetricsWrite, db: DatabaseDep, settings: SettingsDep
+async def write_metrics(
+    run_id: RunId, body: MetricsWrite, request: Request, settings: SettingsDep
 ) -> dict[str, float]:
     """Write points (none: a heartbeat); the same (key, step) again replaces its value. The
     answer says how often a silent client should send a heartbeat to stay running."""
     points = [(p["key"], p["step"], p["value"], p.get("timestamp")) for p in body.points]
     deadline = time.time() + settings.external_timeout
-    with db.write() as session:
-        reopen_silent_run(session, run_id=run.id, deadline=deadline)  # it was asleep, not dead
-        require_writable(session.get(Run, run.id), run.id)  # in the transaction that writes
-        if not add_metrics(session, run_id=run.id, points=points, attempt=body.attempt):
-            raise Conflict(f"attempt {body.attempt} no longer holds run {run.id}")
-        touch(session, run_id=run.id, deadline=deadline)
+    writer: PointWriter = request.app.state.point_writer
+    await writer.write(run_id=run_id, attempt=body.attempt, points=points, deadline=deadline)
     return {"accepted": len(points), "heartbeat_seconds": settings.external_timeout / 3}

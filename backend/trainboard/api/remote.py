@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
 from pydantic import Field
 
-from trainboard.api.deps import DatabaseDep, SettingsDep
+from trainboard.api.deps import DatabaseDep, RunId, SettingsDep
 from trainboard.jsonsafe import NoNul
 from trainboard.schemas import StrictBody
 from trainboard.store import queue
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 router = APIRouter(prefix="/remote", tags=["remote workers"])
 RELAY_LOCK = threading.Lock()
 
-RunId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Attempt = Annotated[int, Path(ge=1, le=1_000_000)]
 WorkerName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 

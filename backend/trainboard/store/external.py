@@ -5,15 +5,31 @@ The deadline lives in `lease_expires_at`, which the queue never reads for extern
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from trainboard.models import Run, RunKind, RunStatus, utcnow
+from trainboard.store.errors import Conflict
+from trainboard.store.metrics import Point, add_metrics, require_writable
 
 # How the error of a run the keeper ended for silence begins: such a run is not over, only
 # unheard (a laptop asleep, a stopped process), and its script's next report reopens it.
 SILENT_ERROR = "the script stopped reporting"
 _RUNNING_EXTERNAL = (col(Run.kind) == RunKind.external, col(Run.status) == RunStatus.running)
+
+
+def log_points(
+    session: Session, *, run_id: int, points: Sequence[Point], attempt: int | None, deadline: float
+) -> None:
+    """An external run's points (none: a heartbeat), written only while it may still log, and
+    its deadline pushed on; a run that was failed for silence is running again."""
+    reopen_silent_run(session, run_id=run_id, deadline=deadline)  # it was asleep, not dead
+    require_writable(session.get(Run, run_id), run_id)  # in the transaction that writes
+    if not add_metrics(session, run_id=run_id, points=points, attempt=attempt):
+        raise Conflict(f"attempt {attempt} no longer holds run {run_id}")
+    touch(session, run_id=run_id, deadline=deadline)
 
 
 def touch(session: Session, *, run_id: int, deadline: float) -> None:

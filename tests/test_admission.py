@@ -1,0 +1,84 @@
+"""Reads take turns (admission.ReadTurns): a read waits while `concurrent` reads are in the app,
+goes in as soon as one of them starts its response, and writes never wait."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.types import Message, Receive, Scope, Send
+from trainboard.admission import ReadTurns
+
+from tests.helpers import run_async
+
+
+class Handler:
+    """An ASGI app whose requests each wait for their own release before they respond."""
+
+    def __init__(self) -> None:
+        self.entered: list[str] = []
+        self.release: dict[str, asyncio.Event] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = scope["path"]
+        self.entered.append(name)
+        await self.release.setdefault(name, asyncio.Event()).wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await self.stream_until_told(name, send)
+
+    async def stream_until_told(self, name: str, send: Send) -> None:
+        # A long response (a download, a live stream) goes on after its start.
+        await self.release.setdefault(f"{name}/end", asyncio.Event()).wait()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def request(app: ReadTurns, method: str, path: str) -> asyncio.Task[None]:
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        pass
+
+    scope = {"type": "http", "method": method, "path": path}
+    return asyncio.ensure_future(app(scope, receive, send))
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_a_read_waits_for_a_turn_and_a_write_does_not() -> None:
+    async def scenario() -> None:
+        handler = Handler()
+        app = ReadTurns(handler, concurrent=1)
+        tasks = [request(app, "GET", "/first"), request(app, "GET", "/second")]
+        await settle()
+        assert handler.entered == ["/first"]  # the second read waits its turn
+        tasks.append(request(app, "POST", "/write"))
+        await settle()
+        assert handler.entered == ["/first", "/write"]  # a write goes straight in
+        # The first read starts its response: the second goes in while the first still sends.
+        handler.release["/first"].set()
+        await settle()
+        assert handler.entered == ["/first", "/write", "/second"]
+        for name in ("/first", "/second", "/write"):
+            handler.release[name].set()
+            handler.release.setdefault(f"{name}/end", asyncio.Event()).set()
+        await asyncio.gather(*tasks)
+
+    run_async(scenario())
+
+
+def test_a_read_that_fails_before_responding_gives_its_turn_back() -> None:
+    async def failing(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("the handler broke")
+
+    async def scenario() -> None:
+        app = ReadTurns(failing, concurrent=1)
+        for _ in range(3):  # with the turn kept, the second would wait forever
+            outcome = await asyncio.wait_for(
+                asyncio.gather(request(app, "GET", "/x"), return_exceptions=True), 5
+            )
+            assert isinstance(outcome[0], RuntimeError)
+
+    run_async(scenario())
