@@ -82,3 +82,26 @@ def test_a_read_that_fails_before_responding_gives_its_turn_back() -> None:
             assert isinstance(outcome[0], RuntimeError)
 
     run_async(scenario())
+
+
+def test_a_read_slow_to_answer_gives_its_turn_to_the_next() -> None:
+    async def scenario() -> None:
+        handler = Handler()
+        app = ReadTurns(handler, concurrent=1, turn_seconds=0.05)
+        slow, quick = request(app, "GET", "/slow"), request(app, "GET", "/quick")
+        await settle()
+        assert handler.entered == ["/slow"]
+        # The slow one has not answered after its turn's time: the next read goes in anyway.
+        await asyncio.wait_for(wait_for_entry(handler, "/quick"), 5)
+        assert not slow.done()
+        for name in ("/slow", "/quick"):
+            handler.release[name].set()
+            handler.release.setdefault(f"{name}/end", asyncio.Event()).set()
+        await asyncio.gather(slow, quick)
+
+    run_async(scenario())
+
+
+async def wait_for_entry(handler: Handler, name: str) -> None:
+    while name not in handler.entered:
+        await asyncio.sleep(0.01)

@@ -50,10 +50,10 @@ def test_mode_max_keeps_the_highest_and_nan_is_never_best(tmp_path: Path) -> Non
 
 def test_atomic_write_leaves_the_old_file_whole_when_a_write_fails(tmp_path: Path) -> None:
     target = tmp_path / "epoch-0001.pt"
-    atomic_write(target, lambda f: f.write(b"old complete file"))
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"old complete file"))
 
-    def crash(handle: object) -> None:
-        handle.write(b"half of a new fi")  # type: ignore[attr-defined]
+    def crash(tmp: Path) -> None:
+        tmp.write_bytes(b"half of a new fi")
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):

@@ -4,9 +4,11 @@ A server on one event loop interleaves every request it holds, so under a burst 
 progress together and all finish late: a one-point metric write that arrives beside a hundred
 page reads answers only when the last read does. Here reads (GET and HEAD) enter the app a few
 at a time, in the order they came, and let the next one in as soon as their response starts
-(a file download or a live-event stream then goes on sending without holding a turn). Writes
-never wait for a turn: they are small, bounded by the body limits and timeouts, and a training
-script is waiting on each one.
+(a file download or a live-event stream then goes on sending without holding a turn). A read
+that takes longer than TURN_SECONDS before it answers (an export, a first importance) gives its
+turn to the next one and finishes on its own, so a few slow reads cannot stall every other.
+Writes never wait for a turn: they are small, bounded by the body limits and timeouts, and a
+training script is waiting on each one.
 """
 
 from __future__ import annotations
@@ -16,35 +18,45 @@ import asyncio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 READ_METHODS = frozenset({"GET", "HEAD"})
+TURN_SECONDS = 1.0
 
 
 class ReadTurns:
     """ASGI middleware: at most `concurrent` GET/HEAD requests in the app until their
     response starts; the others wait in arrival order. Other methods go straight in."""
 
-    def __init__(self, app: ASGIApp, concurrent: int) -> None:
-        self.app, self.concurrent = app, concurrent
-        self.turns: asyncio.Semaphore | None = None  # made on the server's event loop
+    def __init__(self, app: ASGIApp, concurrent: int, turn_seconds: float = TURN_SECONDS) -> None:
+        self.app, self.concurrent, self.turn_seconds = app, concurrent, turn_seconds
+        # Made on the loop that serves (a server has one; each TestClient a loop of its own).
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.turns = asyncio.Semaphore(concurrent)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in READ_METHODS:
             await self.app(scope, receive, send)
             return
-        if self.turns is None:
-            self.turns = asyncio.Semaphore(self.concurrent)
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:
+            self.loop, self.turns = loop, asyncio.Semaphore(self.concurrent)
         turns = self.turns
         await turns.acquire()
         holding = True
 
-        async def send_and_release(message: Message) -> None:
+        def give_back() -> None:
             nonlocal holding
-            if holding and message["type"] == "http.response.start":
+            if holding:
                 holding = False
                 turns.release()
+
+        timer = loop.call_later(self.turn_seconds, give_back)
+
+        async def send_and_give_back(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                give_back()
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_release)
+            await self.app(scope, receive, send_and_give_back)
         finally:
-            if holding:
-                turns.release()
+            timer.cancel()
+            give_back()

@@ -122,7 +122,7 @@ class MetricPointIn(TypedDict):
 
 class MetricsWrite(StrictBody):
     points: list[MetricPointIn] = Field(max_length=100_000)
-    attempt: int | None = Field(default=None, ge=0)
+    attempt: int | None = Field(default=None, ge=0, le=1_000_000)
 
 
 class Series(BaseModel):

@@ -67,7 +67,7 @@ def upload_checkpoint(
     name = checkpoint_name(epoch)
     path = settings.run_dir(run.id) / "checkpoints" / f"{name}.pt"
     try:
-        atomic_write(path, lambda handle: handle.write(content), overwrite=False)
+        atomic_write(path, lambda tmp: tmp.write_bytes(content), overwrite=False)
     except FileExistsError:
         raise Conflict(
             f"run {run.id} already has checkpoint {name!r}; log it under another epoch"

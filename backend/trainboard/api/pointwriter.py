@@ -6,7 +6,8 @@ and its own pass over the run's row and downsampling pyramid. Here each write jo
 that is waiting; one thread commits a batch while the next one gathers. Within a batch, writes
 to the same run (and attempt) become one write of all their points, in the order they came, so
 the last value sent for a step still wins. Each run's writes are in a savepoint of their own:
-one run refusing its points (finished, taken over) refuses only its own writes.
+one run refusing its points (finished, taken over) refuses only its own writes. Runs are
+written in id order, the order in which the silent-run keeper locks them too (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from sqlalchemy import Engine
 from trainboard.db import session_scope
 from trainboard.store.external import log_points
 from trainboard.store.metrics import Point
+
+# A batch takes writes up to about this many points (and always one): a transaction holds the
+# write lock while it lasts, and the heartbeats in it wait for the largest write.
+BATCH_POINTS = 50_000
 
 
 @dataclass
@@ -50,9 +55,10 @@ class PointWriter:
         await done
 
     async def _commit_pending(self) -> None:
+        batch: list[PendingWrite] = []
         try:
             while self.pending:
-                batch, self.pending = self.pending, []
+                batch = self._take_batch()
                 try:
                     errors = await anyio.to_thread.run_sync(self._commit, batch)
                 except Exception as exc:  # the transaction itself failed: every write in it
@@ -67,6 +73,19 @@ class PointWriter:
                         write.done.set_exception(error)
         finally:
             self.committing = None
+            for write in batch + self.pending:  # unanswered only if the task was cancelled
+                if not write.done.done():
+                    write.done.set_exception(RuntimeError("the server stopped"))
+            self.pending = []
+
+    def _take_batch(self) -> list[PendingWrite]:
+        taken, points = 0, 0
+        for write in self.pending:
+            if taken and points + len(write.points) > BATCH_POINTS:
+                break
+            taken, points = taken + 1, points + len(write.points)
+        batch, self.pending = self.pending[:taken], self.pending[taken:]
+        return batch
 
     def _commit(self, batch: list[PendingWrite]) -> dict[int, Exception]:
         """One transaction for the batch; what each refused write raised, by id."""
@@ -75,7 +94,7 @@ class PointWriter:
             by_run.setdefault((write.run_id, write.attempt), []).append(write)
         errors: dict[int, Exception] = {}
         with session_scope(self.engine) as session:
-            for (run_id, attempt), writes in by_run.items():
+            for (run_id, attempt), writes in sorted(by_run.items(), key=_run_order):
                 points = [p for w in writes for p in w.points]
                 try:
                     with session.begin_nested():
@@ -89,3 +108,8 @@ class PointWriter:
                 except Exception as exc:
                     errors.update((id(w), exc) for w in writes)
         return errors
+
+
+def _run_order(group: tuple[tuple[int, int | None], list[PendingWrite]]) -> tuple[int, int]:
+    (run_id, attempt), _writes = group
+    return run_id, -1 if attempt is None else attempt

@@ -123,7 +123,7 @@ def _build(
             "sha256": digest,
         }
         body = json.dumps(checked).encode()
-        atomic_write(record, lambda handle: handle.write(body))  # fsynced, then renamed
+        atomic_write(record, lambda tmp: tmp.write_bytes(body))  # fsynced, then renamed
         os.replace(temporary, path)  # last: a file in the cache has its record
         _sync_folder(path.parent)
     finally:

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from trainboard.models import Run, RunKind, RunStatus, utcnow
 from trainboard.store.errors import Conflict
-from trainboard.store.metrics import Point, add_metrics, require_writable
+from trainboard.store.metrics import Point, require_writable, write_reserved
 
 # How the error of a run the keeper ended for silence begins: such a run is not over, only
 # unheard (a laptop asleep, a stopped process), and its script's next report reopens it.
@@ -24,12 +24,22 @@ def log_points(
     session: Session, *, run_id: int, points: Sequence[Point], attempt: int | None, deadline: float
 ) -> None:
     """An external run's points (none: a heartbeat), written only while it may still log, and
-    its deadline pushed on; a run that was failed for silence is running again."""
-    reopen_silent_run(session, run_id=run_id, deadline=deadline)  # it was asleep, not dead
-    require_writable(session.get(Run, run_id), run_id)  # in the transaction that writes
-    if not add_metrics(session, run_id=run_id, points=points, attempt=attempt):
+    its deadline pushed on; a run that was failed for silence is running again.
+
+    One statement checks that the run may log, reserves the points' sequence numbers and
+    pushes the deadline: a training script's write is on the hot path of every burst."""
+    guard = update(Run).where(col(Run.id) == run_id, *_RUNNING_EXTERNAL)
+    if attempt is not None:
+        guard = guard.where(col(Run.attempt) == attempt)
+    reserve = guard.values(metric_seq=Run.metric_seq + len(points), lease_expires_at=deadline)
+    row = session.exec(reserve.returning(col(Run.metric_seq))).first()  # type: ignore[call-overload]
+    if row is None and reopen_silent_run(session, run_id=run_id, deadline=deadline):
+        row = session.exec(reserve.returning(col(Run.metric_seq))).first()  # type: ignore[call-overload]
+    if row is None:
+        require_writable(session.get(Run, run_id), run_id)  # says why not, if it can
         raise Conflict(f"attempt {attempt} no longer holds run {run_id}")
-    touch(session, run_id=run_id, deadline=deadline)
+    if points:
+        write_reserved(session, run_id=run_id, points=points, last_seq=int(row[0]))
 
 
 def touch(session: Session, *, run_id: int, deadline: float) -> None:

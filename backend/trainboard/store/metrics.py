@@ -47,7 +47,16 @@ def add_metrics(
         if attempt is None:
             raise NotFound(f"run {run_id} does not exist")
         return False
-    first_seq = int(row[0]) - len(points) + 1
+    write_reserved(session, run_id=run_id, points=points, last_seq=int(row[0]))
+    return True
+
+
+def write_reserved(
+    session: Session, *, run_id: int, points: Sequence[Point], last_seq: int
+) -> None:
+    """Write `points`, whose sequence numbers end at `last_seq` (reserved on the run's row in
+    this transaction), and bring the downsampling pyramid up to date."""
+    first_seq = last_seq - len(points) + 1
     now = time.time()
     rows = [
         (
@@ -64,7 +73,6 @@ def add_metrics(
     # Straight to the driver's executemany: the ORM is ~30x slower for bulk points.
     connection.exec_driver_sql(_UPSERT.format(p=", ".join([placeholder(connection)] * 6)), rows)
     pyramid.update(session, run_id=run_id, rows=rows)
-    return True
 
 
 def points_since(

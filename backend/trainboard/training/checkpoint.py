@@ -8,6 +8,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import InitVar, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,50 +33,40 @@ def checkpoint_name(epoch: int) -> str:
     return f"epoch-{epoch:04d}"
 
 
-class HashingWriter:
-    """A file wrapper that hashes what passes through, so a checkpoint is never read back."""
-
-    def __init__(self, handle: Any) -> None:
-        self.handle, self.digest, self.size = handle, hashlib.sha256(), 0
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        self.size += len(data)
-        return self.handle.write(data)
-
-    def flush(self) -> None:
-        self.handle.flush()
-
-
-def atomic_write(path: Path, write: Any, *, durable: bool = True, overwrite: bool = True) -> None:
-    """Write through `write(file)` to a temp file, then rename it over `path`: a crash leaves
-    either the old file or the new one, never half of one. `durable` also fsyncs, so the new
-    file survives a power loss, at a few milliseconds a call. Without `overwrite`, an existing
-    `path` raises FileExistsError and stays as it was. On any error (a full disk included)
-    nothing is left behind."""
+def atomic_write(
+    path: Path, write: Callable[[Path], object], *, durable: bool = True, overwrite: bool = True
+) -> None:
+    """Write a temp file beside `path` through `write(temp_path)`, then rename it over `path`:
+    a crash leaves either the old file or the new one, never half of one. `durable` also
+    fsyncs, so the new file survives a power loss, at a few milliseconds a call. Without
+    `overwrite`, an existing `path` raises FileExistsError and stays as it was. On any error
+    (a full disk included) nothing is left behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
+        write(tmp)
+        if durable:
+            _fsync(tmp)
         if overwrite:
             os.replace(tmp, path)
         else:
             os.link(tmp, path)  # fails if `path` exists, where a rename would replace it
-            os.unlink(tmp)
+            tmp.unlink()
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    if not durable:
-        return
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    if durable:
+        _fsync(path.parent)  # make the rename itself durable
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)  # make the rename itself durable
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 def load_checkpoint(path: Path | str, map_location: Any = "cpu") -> dict[str, Any]:
@@ -131,20 +122,19 @@ class CheckpointManager:
         """Write the checkpoint of `epoch`, apply retention, and return the entries kept."""
         name = checkpoint_name(epoch)
         path = self.folder / f"{name}.pt"
-        hashed: list[HashingWriter] = []
+        digest: list[str] = []
 
-        def write(handle: Any) -> None:
-            hashed.append(HashingWriter(handle))
-            torch.save(state, hashed[0])
+        def write(tmp: Path) -> None:
+            # To a path, torch writes in C++; to a Python file object, it calls back into
+            # Python for every record. Hashing the file just written reads it from the cache.
+            torch.save(state, tmp)
+            with tmp.open("rb") as written:
+                digest.append(hashlib.file_digest(written, "sha256").hexdigest())
 
         atomic_write(path, write)
+        stat = path.stat()
         entry = CheckpointEntry(
-            name,
-            epoch,
-            hashed[0].size,
-            hashed[0].digest.hexdigest(),
-            dict(metrics),
-            created_at=path.stat().st_mtime,
+            name, epoch, stat.st_size, digest[0], dict(metrics), created_at=stat.st_mtime
         )
         self.entries = [e for e in self.entries if e.epoch < epoch] + [entry]
         self._retain()
@@ -165,7 +155,7 @@ class CheckpointManager:
             return
         index = json.dumps([asdict(e) for e in self.entries], indent=1).encode()
         # The index is a cache of what the files hold: atomic, but no fsync needed.
-        atomic_write(self.folder / "index.json", lambda handle: handle.write(index), durable=False)
+        atomic_write(self.folder / "index.json", lambda tmp: tmp.write_bytes(index), durable=False)
 
     def forgotten_bytes(self) -> int:
         """The bytes of the files retention forgot and `delete_forgotten` will remove."""
