@@ -4,6 +4,7 @@ database engine and the embedded worker processes."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -71,9 +72,15 @@ def create_app(
         watchdog = asyncio.get_running_loop().create_task(keep_external_runs(engine, settings))
         embedded = WorkerPool(settings, workers)
         embedded.start()
+        # What start-up made (modules, the app, its routes: ~300,000 objects) lives as long
+        # as the server. Frozen, the collector stops walking it: a full collection under load
+        # then takes milliseconds where it took ~200 ms, stalling every request in flight.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             keeper.cancel()
             watchdog.cancel()
             poller.cancel()
