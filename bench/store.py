@@ -6,8 +6,9 @@
 (d) GET .../metrics of a 1,000,000-point series with max_points=2000, and a 10,000-point one whole
 (e) latency from a metric's commit to its arrival at a live-events (SSE) client
 (f) read floor: plain sqlite3 fetching the same 1,000,000 raw points
-(g) under load: p99 of a one-point write alone (the baseline), inside bursts of 128 mixed
-    requests, and beside 8 concurrent whole reads of the 1,000,000-point series; p99 of
+(g) under load, sent with aiohttp: p99 of a one-point write alone (the baseline), inside 10
+    bursts of 128 mixed requests (every fourth a write, the others health checks and run
+    lists), and beside 8 concurrent whole reads of the 1,000,000-point series; p99 of
     /api/health alone and with 200 live-event streams open
 Prints `name: value unit` lines.
 """

@@ -9,8 +9,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -126,6 +127,16 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+@contextmanager
+def sqlite_server(home: Path, *, workers: int = 1) -> Iterator[Server]:
+    """A real server on SQLite in `home` with `workers` embedded workers, stopped at the end."""
+    server = Server(home, f"sqlite:///{home / 'trainboard.db'}", workers=workers).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @dataclass

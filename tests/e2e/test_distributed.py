@@ -19,7 +19,7 @@ from trainboard.training.sinks import MemorySink, NullSink
 from trainboard.worker.child import torch_threads
 from trainboard.worker.job import Job, run_job
 
-from tests.helpers import Server, wait_until
+from tests.helpers import Server, sqlite_server, wait_until
 
 pytestmark = [pytest.mark.slow]
 
@@ -45,16 +45,8 @@ def two_devices(**overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("distributed-home")
-    server = Server(home, f"sqlite:///{home / 'trainboard.db'}", workers=1).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def api(site: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=site.url, timeout=30) as client:
-        yield client
+    with sqlite_server(tmp_path_factory.mktemp("distributed-home")) as server:
+        yield server
 
 
 def submit(api: httpx.Client, spec: dict[str, Any]) -> int:

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import ARTIFACTS
-from tests.helpers import Server, tiny_spec, wait_until
+from tests.helpers import Server, sqlite_server, tiny_spec, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -31,16 +31,8 @@ DIVERGING = {
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("insight-home")
-    server = Server(home, f"sqlite:///{home / 'trainboard.db'}", workers=1).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def api(site: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=site.url, timeout=30) as client:
-        yield client
+    with sqlite_server(tmp_path_factory.mktemp("insight-home")) as server:
+        yield server
 
 
 def submit(api: httpx.Client, spec: dict[str, Any]) -> int:

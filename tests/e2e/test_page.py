@@ -13,7 +13,7 @@ import torch
 from trainboard.models import FINAL_STATUSES, RESUMABLE_STATUSES, RunStatus
 
 from tests.conftest import ARTIFACTS
-from tests.helpers import Server, tiny_spec, wait_until
+from tests.helpers import Server, sqlite_server, tiny_spec, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -22,16 +22,8 @@ XSS = "<img src=x onerror=alert(1)>"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("page-home")
-    server = Server(home, f"sqlite:///{home / 'trainboard.db'}", workers=1).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def api(site: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=site.url, timeout=30) as client:
-        yield client
+    with sqlite_server(tmp_path_factory.mktemp("page-home")) as server:
+        yield server
 
 
 def submit(api: httpx.Client, **overrides: Any) -> int:

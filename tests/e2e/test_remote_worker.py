@@ -6,6 +6,8 @@ nothing but the workers' routes."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import signal
 import subprocess
@@ -238,8 +240,6 @@ def test_a_stale_attempt_writes_nothing_through_any_route(
 ) -> None:
     """Worker A's lease runs out and B takes the run; whatever A sends then gets 409 and
     changes nothing: not a point, not the checkpoint file B wrote, not the run's end."""
-    import io
-
     headers = {"Authorization": f"Bearer {WORKER_TOKEN}"}
     http = httpx.Client(base_url=site.url, timeout=30, headers=headers)
     rid = submit(api, {**SPEC, "epochs": 5})
@@ -248,14 +248,8 @@ def test_a_stale_attempt_writes_nothing_through_any_route(
         body = {"worker_id": worker, "device": "cpu", "devices": 1}
         return http.post("/api/remote/claim", json=body).json()["job"]
 
-    def file(state: dict[str, Any]) -> tuple[bytes, str]:
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        data = buffer.getvalue()
-        return data, __import__("hashlib").sha256(data).hexdigest()
-
     def put(attempt: int, weight: float) -> httpx.Response:
-        data, digest = file({"model_state_dict": {"w": torch.tensor([weight])}, "epoch": 1})
+        data, digest = torch_file({"model_state_dict": {"w": torch.tensor([weight])}, "epoch": 1})
         return http.put(
             f"/api/remote/runs/{rid}/attempts/{attempt}/checkpoints/1",
             params={"sha256": digest, "metrics": '{"val_loss": 1.0}'},
@@ -264,7 +258,7 @@ def test_a_stale_attempt_writes_nothing_through_any_route(
         )
 
     def report(attempt: int, batch: int, value: float) -> httpx.Response:
-        data, _ = file([["step", 1, {"step/train_loss": value}]])
+        data, _ = torch_file([["step", 1, {"step/train_loss": value}]])
         return http.post(
             f"/api/remote/runs/{rid}/attempts/{attempt}/reports",
             params={"batch": batch},
@@ -313,3 +307,47 @@ def test_a_stale_attempt_writes_nothing_through_any_route(
     assert http.post(f"/api/remote/runs/{rid}/attempts/2/end", json=ended).json() == {
         "status": "completed"
     }
+
+
+def torch_file(obj: Any) -> tuple[bytes, str]:
+    """`obj` as `torch.save` writes it, and the file's sha256."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def test_a_claim_takes_over_a_lost_attempt_that_left_rows_unwritten(
+    database_url: str, home: Path
+) -> None:
+    """Worker A's second checkpoint waits in the server for its rows' next batch when A goes
+    silent. B's claim takes the run over, and the rows A left behind are dropped without
+    waiting on the run's row, which the claim's own transaction holds (PostgreSQL waited
+    forever, SQLite for its busy timeout)."""
+    env = {"TRAINBOARD_WORKER_TOKEN": WORKER_TOKEN, "TRAINBOARD_LEASE_SECONDS": "2"}
+    server = Server(home, database_url, env_extra=env).start()
+    headers = {"Authorization": f"Bearer {WORKER_TOKEN}"}
+    try:
+        with httpx.Client(base_url=server.url, timeout=20, headers=headers) as http:
+            rid = http.post("/api/runs", json={**SPEC, "epochs": 5}, headers={}).json()["id"]
+
+            def claim(worker: str) -> dict[str, Any] | None:
+                body = {"worker_id": worker, "device": "cpu", "devices": 1}
+                return http.post("/api/remote/claim", json=body).json()["job"]
+
+            assert claim("worker-a")["attempt"] == 1
+            for epoch in (1, 2):  # the second's rows wait for the next batch
+                data, digest = torch_file({"model_state_dict": {"w": torch.tensor([1.0])}})
+                put = http.put(
+                    f"/api/remote/runs/{rid}/attempts/1/checkpoints/{epoch}",
+                    params={"sha256": digest, "metrics": '{"val_loss": 1.0}'},
+                    content=data,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+                assert put.status_code == 204, put.text
+            taken = wait_until(lambda: claim("worker-b"), timeout=30, what="B to take the run")
+            assert taken["attempt"] == 2
+            run = http.get(f"/api/runs/{rid}", headers={}).json()
+            assert run["status"] == "running" and run["attempt"] == 2
+    finally:
+        server.stop()

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import ARTIFACTS
-from tests.helpers import Server, finished_sweep_row, finished_trial_run, wait_until
+from tests.helpers import Server, finished_sweep_row, finished_trial_run, sqlite_server, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -32,16 +32,8 @@ BASE = {
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("sweep-page-home")
-    server = Server(home, f"sqlite:///{home / 'trainboard.db'}", workers=2).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def api(site: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=site.url, timeout=30) as client:
-        yield client
+    with sqlite_server(tmp_path_factory.mktemp("sweep-page-home"), workers=2) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -100,8 +100,7 @@ def claim(body: WorkerBeat, db: DatabaseDep, settings: SettingsDep, request: Req
     relay = relay_of(request)
     if claimed is None:
         with db.write() as session:
-            for run_id, _ in queue.recover_expired_runs(session):
-                relay.drop(run_id)  # whatever a lost worker's attempt left open
+            recovered = queue.recover_expired_runs(session)
             claimed = queue.claim_next_run(
                 session,
                 worker_id=body.worker_id,
@@ -109,6 +108,10 @@ def claim(body: WorkerBeat, db: DatabaseDep, settings: SettingsDep, request: Req
                 lease_seconds=lease,
                 devices=body.devices,
             )
+        # Only once that is committed: dropping a lost attempt writes what it left pending,
+        # which waits for the run's row, locked by the transaction above until its commit.
+        for run_id, _ in recovered:
+            relay.drop(run_id)
     if claimed is None:
         return {"job": None, "lease_seconds": lease}
     run_id, attempt = claimed

@@ -15,7 +15,7 @@ from trainboard.api.deps import DatabaseDep, LiveDep, SettingsDep
 from trainboard.models import UploadedDataset, utcnow
 from trainboard.schemas import DatasetPublic, Health, WorkerPublic
 from trainboard.store.files import StagedFiles
-from trainboard.store.workers import add_upload, list_uploads, list_workers
+from trainboard.store.workers import add_upload, count_live_workers, list_uploads, list_workers
 from trainboard.training.data import DATASETS, dataset_catalog
 from trainboard.training.data.tables import TableError, check_target, infer_task, read_csv
 from trainboard.training.data.uploads import upload_paths
@@ -32,9 +32,7 @@ UPLOAD_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 def live_worker_count(session: Session, lease_seconds: float) -> int:
     fresh = utcnow() - timedelta(seconds=max(10.0, 3 * lease_seconds))
-    return sum(
-        1 for w in list_workers(session) if w.status != "stopped" and w.last_heartbeat >= fresh
-    )
+    return count_live_workers(session, seen_since=fresh)
 
 
 @public.get("/health")

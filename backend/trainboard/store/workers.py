@@ -44,6 +44,15 @@ def list_workers(session: Session, *, include_stopped: bool = True) -> list[Work
     return list(session.exec(query).all())
 
 
+def count_live_workers(session: Session, *, seen_since: datetime) -> int:
+    """Workers heard from since `seen_since` and not stopped, counted by the database."""
+    return session.exec(
+        select(func.count()).where(
+            col(Worker.status) != "stopped", col(Worker.last_heartbeat) >= seen_since
+        )
+    ).one()
+
+
 def most_devices(session: Session, *, seen_since: datetime) -> int | None:
     """The most devices one run may train on with any worker heard from since `seen_since`
     and not stopped; None when no such worker is running."""
