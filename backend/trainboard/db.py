@@ -93,13 +93,24 @@ def write_turn(engine: Engine) -> AbstractContextManager[object]:
     spends most of its time asleep while the lock is free. Threads of one process queue here
     instead and go in the moment the writer before them is done; SQLite's busy timeout then
     only arbitrates between processes. Reentrant, so a nested session on the same thread
-    behaves as it would without this."""
+    behaves as it would without this; a turn not given within the busy timeout fails as
+    SQLite would."""
     if engine.dialect.name != "sqlite" or engine.get_execution_options().get(READONLY_OPTION):
         return nullcontext()
     key = str(engine.url)
     with _WRITE_TURNS_GUARD:
         turn = _WRITE_TURNS.setdefault(key, threading.RLock())
-    return turn
+    return _taken(turn)
+
+
+@contextmanager
+def _taken(turn: threading.RLock) -> Iterator[None]:
+    if not turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        raise TimeoutError(f"the database stayed locked for {SQLITE_BUSY_TIMEOUT_MS // 1000} s")
+    try:
+        yield
+    finally:
+        turn.release()
 
 
 @contextmanager
