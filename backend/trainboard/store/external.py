@@ -32,9 +32,9 @@ def log_points(
     if attempt is not None:
         guard = guard.where(col(Run.attempt) == attempt)
     reserve = guard.values(metric_seq=Run.metric_seq + len(points), lease_expires_at=deadline)
-    row = session.exec(reserve.returning(col(Run.metric_seq))).first()  # type: ignore[call-overload]
+    row = session.exec(reserve.returning(col(Run.metric_seq))).first()
     if row is None and reopen_silent_run(session, run_id=run_id, deadline=deadline):
-        row = session.exec(reserve.returning(col(Run.metric_seq))).first()  # type: ignore[call-overload]
+        row = session.exec(reserve.returning(col(Run.metric_seq))).first()
     if row is None:
         require_writable(session.get(Run, run_id), run_id)  # says why not, if it can
         raise Conflict(f"attempt {attempt} no longer holds run {run_id}")
