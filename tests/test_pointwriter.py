@@ -14,7 +14,7 @@ from trainboard.db import init_db, make_engine, session_scope
 from trainboard.models import RunStatus
 from trainboard.schemas import ExternalRunCreate
 from trainboard.store.errors import Conflict
-from trainboard.store.external import fail_silent_runs, touch
+from trainboard.store.external import fail_silent_runs, log_points
 from trainboard.store.metrics import read_series
 from trainboard.store.runs import create_external_run, finish_external_run, get_run
 
@@ -96,7 +96,7 @@ def test_a_write_reopens_a_run_failed_for_silence_and_heartbeats_push_its_deadli
     now = time.time()
     with session_scope(engine) as session:
         run_id = create_external_run(session, request=ExternalRunCreate(kind="external")).id
-        touch(session, run_id=run_id, deadline=now - 1)
+        log_points(session, run_id=run_id, points=[], attempt=None, deadline=now - 1)
         assert fail_silent_runs(session, now=now, timeout=10) == [run_id]
     writer = PointWriter(engine)
 

@@ -11,7 +11,12 @@ from trainboard.db import session_scope
 from trainboard.external_keeper import check_external_runs
 from trainboard.models import RunStatus
 from trainboard.schemas import ExternalRunCreate
-from trainboard.store.external import fail_silent_runs, grant_grace, reopen_silent_run, touch
+from trainboard.store.external import (
+    fail_silent_runs,
+    grant_grace,
+    log_points,
+    reopen_silent_run,
+)
 from trainboard.store.runs import create_external_run, create_job_run, finish_external_run, get_run
 
 from tests.helpers import tiny_run_spec
@@ -33,7 +38,7 @@ def test_a_silent_external_run_fails_at_its_deadline_and_a_report_pushes_it(
     with session_scope(engine) as session:
         grant_grace(session, deadline=now + 10, all_runs=False)
         assert fail_silent_runs(session, now=now + 5, timeout=10) == []
-        touch(session, run_id=talking, deadline=now + 30)
+        log_points(session, run_id=talking, points=[], attempt=None, deadline=now + 30)
     with session_scope(engine) as session:
         assert fail_silent_runs(session, now=now + 11, timeout=10) == [quiet]
     with session_scope(engine) as session:
@@ -46,7 +51,8 @@ def test_a_silent_external_run_fails_at_its_deadline_and_a_report_pushes_it(
 def test_after_a_restart_every_running_external_run_gets_a_full_timeout(engine: Engine) -> None:
     run = external(engine)
     with session_scope(engine) as session:
-        touch(session, run_id=run, deadline=time.time() - 100)  # long overdue while we were away
+        overdue = time.time() - 100  # long overdue while we were away
+        log_points(session, run_id=run, points=[], attempt=None, deadline=overdue)
     settings = Settings(external_timeout=60)
     assert check_external_runs(engine, settings, restarted=True) == []
     with session_scope(engine) as session:
@@ -73,7 +79,7 @@ def test_a_run_failed_for_silence_reopens_when_its_script_reports_again(engine: 
     silent, ended = external(engine, "silent"), external(engine, "ended")
     now = time.time()
     with session_scope(engine) as session:
-        touch(session, run_id=silent, deadline=now - 1)
+        log_points(session, run_id=silent, points=[], attempt=None, deadline=now - 1)
         assert fail_silent_runs(session, now=now, timeout=10) == [silent]
         finish_external_run(session, run_id=ended, status="failed", error="boom")
     with session_scope(engine) as session:

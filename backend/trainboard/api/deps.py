@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from trainboard.api.live import LiveEvents
+from trainboard.api.pointwriter import PointWriter
 from trainboard.config import Settings
 from trainboard.db import reader, session_scope
 from trainboard.models import Run
@@ -31,9 +32,14 @@ async def get_live(request: Request) -> LiveEvents:
     return request.app.state.live
 
 
+async def get_point_writer(request: Request) -> PointWriter:
+    return request.app.state.point_writer
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 LiveDep = Annotated[LiveEvents, Depends(get_live)]
+PointWriterDep = Annotated[PointWriter, Depends(get_point_writer)]
 
 
 class Database:

@@ -6,11 +6,10 @@ import re
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.exceptions import RequestValidationError
 
-from trainboard.api.deps import DatabaseDep, RunDep, RunId, SettingsDep
-from trainboard.api.pointwriter import PointWriter
+from trainboard.api.deps import DatabaseDep, PointWriterDep, RunDep, RunId, SettingsDep
 from trainboard.schemas import METRIC_KEY_PATTERN, MetricsRead, MetricsWrite
 from trainboard.store.metrics import metric_keys, series_json
 
@@ -60,12 +59,11 @@ def query_error(name: str, message: str, value: object) -> RequestValidationErro
 
 @router.post("", status_code=202)
 async def write_metrics(
-    run_id: RunId, body: MetricsWrite, request: Request, settings: SettingsDep
+    run_id: RunId, body: MetricsWrite, writer: PointWriterDep, settings: SettingsDep
 ) -> dict[str, float]:
     """Write points (none: a heartbeat); the same (key, step) again replaces its value. The
     answer says how often a silent client should send a heartbeat to stay running."""
     points = [(p["key"], p["step"], p["value"], p.get("timestamp")) for p in body.points]
     deadline = time.time() + settings.external_timeout
-    writer: PointWriter = request.app.state.point_writer
     await writer.write(run_id=run_id, attempt=body.attempt, points=points, deadline=deadline)
     return {"accepted": len(points), "heartbeat_seconds": settings.external_timeout / 3}

@@ -42,15 +42,6 @@ def log_points(
         write_reserved(session, run_id=run_id, points=points, last_seq=int(row[0]))
 
 
-def touch(session: Session, *, run_id: int, deadline: float) -> None:
-    """The run reported: it may stay silent until `deadline`."""
-    session.exec(
-        update(Run)
-        .where(col(Run.id) == run_id, *_RUNNING_EXTERNAL)
-        .values(lease_expires_at=deadline)
-    )
-
-
 def grant_grace(session: Session, *, deadline: float, all_runs: bool) -> None:
     """Give runs without a deadline (new ones) until `deadline`; with `all_runs` every running
     external run: after the server was down, its scripts could not report, so none is late."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -44,23 +44,20 @@ def list_workers(session: Session, *, include_stopped: bool = True) -> list[Work
     return list(session.exec(query).all())
 
 
+def _live(seen_since: datetime) -> tuple[Any, ...]:
+    """Workers heard from since `seen_since` and not stopped."""
+    return col(Worker.status) != "stopped", col(Worker.last_heartbeat) >= seen_since
+
+
 def count_live_workers(session: Session, *, seen_since: datetime) -> int:
     """Workers heard from since `seen_since` and not stopped, counted by the database."""
-    return session.exec(
-        select(func.count()).where(
-            col(Worker.status) != "stopped", col(Worker.last_heartbeat) >= seen_since
-        )
-    ).one()
+    return session.exec(select(func.count()).where(*_live(seen_since))).one()
 
 
 def most_devices(session: Session, *, seen_since: datetime) -> int | None:
     """The most devices one run may train on with any worker heard from since `seen_since`
     and not stopped; None when no such worker is running."""
-    return session.exec(
-        select(func.max(col(Worker.devices))).where(
-            col(Worker.status) != "stopped", col(Worker.last_heartbeat) >= seen_since
-        )
-    ).first()
+    return session.exec(select(func.max(col(Worker.devices))).where(*_live(seen_since))).first()
 
 
 def add_upload(session: Session, *, dataset: UploadedDataset) -> UploadedDataset:

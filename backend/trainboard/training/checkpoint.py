@@ -122,19 +122,14 @@ class CheckpointManager:
         """Write the checkpoint of `epoch`, apply retention, and return the entries kept."""
         name = checkpoint_name(epoch)
         path = self.folder / f"{name}.pt"
-        digest: list[str] = []
-
-        def write(tmp: Path) -> None:
-            # To a path, torch writes in C++; to a Python file object, it calls back into
-            # Python for every record. Hashing the file just written reads it from the cache.
-            torch.save(state, tmp)
-            with tmp.open("rb") as written:
-                digest.append(hashlib.file_digest(written, "sha256").hexdigest())
-
-        atomic_write(path, write)
+        # To a path, torch writes in C++; to a Python file object, it calls back into Python
+        # for every record. Hashing the file just written reads it from the page cache.
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+        with path.open("rb") as written:
+            digest = hashlib.file_digest(written, "sha256").hexdigest()
         stat = path.stat()
         entry = CheckpointEntry(
-            name, epoch, stat.st_size, digest[0], dict(metrics), created_at=stat.st_mtime
+            name, epoch, stat.st_size, digest, dict(metrics), created_at=stat.st_mtime
         )
         self.entries = [e for e in self.entries if e.epoch < epoch] + [entry]
         self._retain()
