@@ -1,12 +1,13 @@
 """Reads take turns (admission.ReadTurns): a read waits while `concurrent` reads are in the app,
-goes in as soon as one of them starts its response, and writes never wait."""
+goes in as soon as one of them starts its response, and writes never wait; a read given its
+turn while a batch of writes commits lets it finish first (admission.WritesFirst)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from starlette.types import Message, Receive, Scope, Send
-from trainboard.admission import ReadTurns
+from trainboard.admission import ReadTurns, WritesFirst
 
 from tests.helpers import run_async
 
@@ -105,3 +106,41 @@ def test_a_read_slow_to_answer_gives_its_turn_to_the_next() -> None:
 async def wait_for_entry(handler: Handler, name: str) -> None:
     while name not in handler.entered:
         await asyncio.sleep(0.01)
+
+
+def test_a_read_given_its_turn_while_a_write_commits_starts_after_it() -> None:
+    async def scenario() -> None:
+        handler, writes = Handler(), WritesFirst()
+        app = ReadTurns(handler, concurrent=4, writes=writes)
+        first_batch, second_batch = asyncio.Event(), asyncio.Event()
+
+        async def commit(done: asyncio.Event) -> None:
+            with writes.writing():
+                await done.wait()
+
+        committing = asyncio.ensure_future(commit(first_batch))
+        await settle()
+        early = request(app, "GET", "/early")
+        await settle()
+        assert handler.entered == []  # a turn is free, but the batch goes first
+        first_batch.set()
+        await committing
+        await settle()
+        assert handler.entered == ["/early"]
+        # A read waits for the batch in progress when it asks, not for the ones after it.
+        committing = asyncio.ensure_future(commit(second_batch))
+        await settle()
+        late = request(app, "GET", "/late")
+        await settle()
+        committing_next = asyncio.ensure_future(commit(asyncio.Event()))
+        second_batch.set()
+        await committing
+        await settle()
+        assert handler.entered == ["/early", "/late"]  # the next batch is still committing
+        committing_next.cancel()
+        for name in ("/early", "/late"):
+            handler.release[name].set()
+            handler.release.setdefault(f"{name}/end", asyncio.Event()).set()
+        await asyncio.gather(early, late)
+
+    run_async(scenario())

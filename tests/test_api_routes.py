@@ -96,3 +96,20 @@ def test_a_runs_size_is_the_recorded_one_not_a_walk_of_its_folder(
         (home / "runs" / str(rid) / "stray.bin").write_bytes(b"y" * 100)
         listed = client.get("/api/runs").json()["items"]
         assert [r["disk_bytes"] for r in listed if r["id"] == rid] == [len(content)]
+
+
+def test_a_new_runs_size_is_recorded_from_the_start_and_grows_with_its_log(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    home = tmp_path_factory.mktemp("new-size-home")
+    with TestClient(create_app(Settings(home=home))) as client:
+        rid = client.post("/api/runs", json={"kind": "external", "name": "new"}).json()["id"]
+        # Nothing written by trainboard yet: the listing does not look at the disk.
+        (home / "runs" / str(rid)).mkdir(parents=True)
+        (home / "runs" / str(rid) / "stray.bin").write_bytes(b"y" * 100)
+        listed = client.get("/api/runs").json()["items"]
+        assert [r["disk_bytes"] for r in listed if r["id"] == rid] == [0]
+        line = "époque 1: loss 0.5\n"  # counted in bytes, not characters
+        assert client.post(f"/api/runs/{rid}/log", json={"text": line}).status_code == 202
+        assert client.post(f"/api/runs/{rid}/log", json={"text": line}).status_code == 202
+        assert client.get(f"/api/runs/{rid}").json()["disk_bytes"] == 2 * len(line.encode())

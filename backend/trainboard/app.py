@@ -20,7 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from trainboard import __version__
-from trainboard.admission import ReadTurns
+from trainboard.admission import ReadTurns, WritesFirst
 from trainboard.api import (
     aliases,
     checkpoints,
@@ -58,6 +58,7 @@ def create_app(
 ) -> FastAPI:
     """The web app and REST API; with `workers` > 0 it also runs that many worker processes."""
     settings = settings or Settings()
+    writes = WritesFirst()  # the point writer's commits, which reads let go first
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,7 +67,7 @@ def create_app(
         init_db(engine)
         app.state.settings, app.state.engine = settings, engine
         app.state.live = LiveEvents(engine, settings)
-        app.state.point_writer = PointWriter(engine)
+        app.state.point_writer = PointWriter(engine, writes)
         poller = live.start(app.state.live)
         keeper = asyncio.get_running_loop().create_task(keep_sweeps(engine))
         watchdog = asyncio.get_running_loop().create_task(keep_external_runs(engine, settings))
@@ -85,6 +86,7 @@ def create_app(
             watchdog.cancel()
             poller.cancel()
             embedded.stop()
+            app.state.point_writer.close()
             engine.dispose()
 
     app = FastAPI(title="trainboard", version=__version__, lifespan=lifespan)
@@ -97,7 +99,7 @@ def create_app(
         max_file_bytes=settings.max_checkpoint_bytes,
     )
     app.add_middleware(BodyTimeout, seconds=settings.body_timeout_seconds)
-    app.add_middleware(ReadTurns, concurrent=settings.concurrent_reads)
+    app.add_middleware(ReadTurns, concurrent=settings.concurrent_reads, writes=writes)
     allowed = settings.allowed_hosts or (
         [h.strip("[]") for h in LOOPBACK_HOSTS] + ["[::1]", "testserver"]
         if bind_host in LOOPBACK_HOSTS

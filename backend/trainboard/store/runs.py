@@ -56,6 +56,7 @@ def create_job_run(
         devices=spec.devices if kind is RunKind.job else 1,  # a check runs in one process
         sweep_id=sweep_id,
         status_seq=1,
+        disk_bytes=0,  # nothing written yet: a listing need not look at the disk
     )
     session.add(run)
     session.flush()
@@ -73,6 +74,7 @@ def create_external_run(session: Session, *, request: ExternalRunCreate) -> Run:
         started_at=utcnow(),
         attempt=1,
         status_seq=1,
+        disk_bytes=0,
     )
     session.add(run)
     session.flush()
@@ -126,6 +128,16 @@ def update_run(session: Session, *, run_id: int, changes: RunUpdate) -> Run:
 def set_disk_bytes(session: Session, *, run_id: int, disk_bytes: int) -> None:
     """Record the size of the run's folder after a file was written into it."""
     session.exec(update(Run).where(col(Run.id) == run_id).values(disk_bytes=disk_bytes))
+
+
+def add_disk_bytes(session: Session, *, run_id: int, added: int) -> None:
+    """Count `added` bytes appended to a file of the run's folder (a run from before sizes
+    were recorded keeps no size: its listing measures the folder)."""
+    session.exec(
+        update(Run)
+        .where(col(Run.id) == run_id, col(Run.disk_bytes).is_not(None))
+        .values(disk_bytes=col(Run.disk_bytes) + added)
+    )
 
 
 def cancel_run(session: Session, *, run_id: int) -> Run:
