@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, delete, select
 
 from trainboard.jsonsafe import finite_or_null
-from trainboard.models import Checkpoint, Run, RunStatus
+from trainboard.models import Checkpoint, Run, RunStatus, utcnow
 from trainboard.store.errors import NotFound
 from trainboard.training.checkpoint import CheckpointEntry
 
@@ -27,45 +27,58 @@ def _reserve_seqs(session: Session, *, run_id: int, attempt: int | None, count: 
 def sync_checkpoints(
     session: Session, *, run_id: int, attempt: int | None, entries: list[CheckpointEntry]
 ) -> bool:
-    """Make the run's rows match `entries` (what retention kept); False if the run was lost."""
+    """Make the run's rows match `entries` (what retention kept); False if the run was lost.
+
+    A worker syncs after each batch of epochs, so this writes only what changed, in a few
+    statements: the ORM's unit of work cost more than the rest of the batch's writes."""
     existing = {
-        c.name: c for c in session.exec(select(Checkpoint).where(col(Checkpoint.run_id) == run_id))
+        name: (sha256, is_best)
+        for name, sha256, is_best in session.exec(
+            select(Checkpoint.name, Checkpoint.sha256, Checkpoint.is_best).where(
+                col(Checkpoint.run_id) == run_id
+            )
+        )
     }
-    changed = [
-        e
-        for e in entries
-        if e.name not in existing
-        or existing[e.name].sha256 != e.sha256
-        or existing[e.name].is_best != e.is_best
-    ]
+    changed = [e for e in entries if existing.get(e.name) != (e.sha256, e.is_best)]
     last_seq = _reserve_seqs(session, run_id=run_id, attempt=attempt, count=len(changed))
     if last_seq is None:
         return False
-    # Each changed row gets its own event number, so a live client resumes between any two.
-    seqs = {e.name: last_seq - len(changed) + 1 + i for i, e in enumerate(changed)}
     kept = {e.name for e in entries}
-    if attempt is not None:  # a worker's list is complete: rows it no longer keeps go
-        gone = [name for name in existing if name not in kept]
-        if gone:
-            session.exec(
-                delete(Checkpoint).where(
-                    col(Checkpoint.run_id) == run_id, col(Checkpoint.name).in_(gone)
-                )
+    gone = [name for name in existing if name not in kept]
+    if attempt is not None and gone:  # a worker's list is complete: rows it no longer keeps go
+        session.exec(
+            delete(Checkpoint).where(
+                col(Checkpoint.run_id) == run_id, col(Checkpoint.name).in_(gone)
             )
-    for entry in entries:
-        row = existing.get(entry.name) or Checkpoint(
-            run_id=run_id, name=entry.name, epoch=entry.epoch, size_bytes=0, sha256=""
         )
-        row.epoch, row.size_bytes, row.sha256 = entry.epoch, entry.size_bytes, entry.sha256
-        # Finite numbers only: JSON has no Infinity or NaN, and a database's JSON functions fail
-        # on the row (SQLite) or refuse it (PostgreSQL).
-        row.metrics, row.is_best = finite_or_null(dict(entry.metrics)), entry.is_best
-        if entry.created_at:
-            row.created_at = datetime.fromtimestamp(entry.created_at, UTC)
-        if entry.name in seqs:
-            row.seq = seqs[entry.name]
-        session.add(row)
-    session.flush()
+    added = []
+    # Each changed row gets its own event number, so a live client resumes between any two.
+    for seq, entry in enumerate(changed, start=last_seq - len(changed) + 1):
+        values = {
+            "epoch": entry.epoch,
+            "size_bytes": entry.size_bytes,
+            "sha256": entry.sha256,
+            # Finite numbers only: JSON has no Infinity or NaN, and a database's JSON functions
+            # fail on the row (SQLite) or refuse it (PostgreSQL).
+            "metrics": finite_or_null(dict(entry.metrics)),
+            "is_best": entry.is_best,
+            "seq": seq,
+        }
+        created = datetime.fromtimestamp(entry.created_at, UTC) if entry.created_at else None
+        if entry.name not in existing:
+            added.append(values | {"run_id": run_id, "name": entry.name, "created_at": created})
+            continue
+        if created is not None:
+            values["created_at"] = created
+        session.exec(
+            update(Checkpoint)
+            .where(col(Checkpoint.run_id) == run_id, col(Checkpoint.name) == entry.name)
+            .values(**values)
+        )
+    if added:
+        for row in added:
+            row["created_at"] = row["created_at"] or utcnow()
+        session.connection().execute(insert(Checkpoint), added)
     return True
 
 
