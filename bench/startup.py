@@ -8,7 +8,8 @@
   as a worker runs it (reports arrive down a real channel), beside the tutorial's own
   recording (one torch.save of the same state each epoch) in the same session.
 
-Prints `name: value unit` lines; each figure is the median of alternating repeats."""
+Prints `name: value unit` lines; each figure is a median of repeats (the start figures'
+repeats alternate)."""
 
 from __future__ import annotations
 

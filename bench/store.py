@@ -144,18 +144,20 @@ class KeptAlive:
         assert self.reader is not None and self.writer is not None
         start = time.perf_counter()
         try:
-            self.writer.write(request)
-            head = await self.reader.readuntil(b"\r\n\r\n")
-            lines = head.split(b"\r\n")
-            length = next(
-                (int(h.split(b":")[1]) for h in lines if h.lower().startswith(b"content-length:")),
-                0,
-            )
-            await self.reader.readexactly(length)
+            async with asyncio.timeout(30):
+                self.writer.write(request)
+                head = await self.reader.readuntil(b"\r\n\r\n")
+                lines = head.split(b"\r\n")
+                sizes = [int(h[15:]) for h in lines if h.lower().startswith(b"content-length:")]
+                if not sizes:  # every answer timed here has a length; anything else is a fault
+                    raise ValueError(f"an answer without a length: {lines[0]!r}")
+                await self.reader.readexactly(sizes[0])
             if int(lines[0].split()[1]) >= 500:
                 FAILURES.append(lines[0].decode())
-        except (OSError, asyncio.IncompleteReadError) as exc:
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
             FAILURES.append(type(exc).__name__)
+            self.close()  # out of step with the server: start again on a new connection
+            await self.open()
         return time.perf_counter() - start
 
 

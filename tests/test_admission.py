@@ -144,3 +144,55 @@ def test_a_read_given_its_turn_while_a_write_commits_starts_after_it() -> None:
         await asyncio.gather(early, late)
 
     run_async(scenario())
+
+
+def test_a_read_waits_for_a_held_up_batch_only_as_long_as_its_patience() -> None:
+    async def scenario() -> None:
+        handler, writes = Handler(), WritesFirst(patience=0.05)
+        app = ReadTurns(handler, concurrent=1, writes=writes)
+        never = asyncio.Event()
+
+        async def stuck_commit() -> None:  # waiting for a lock another writer holds
+            with writes.writing():
+                await never.wait()
+
+        committing = asyncio.ensure_future(stuck_commit())
+        await settle()
+        read = request(app, "GET", "/read")
+        await asyncio.wait_for(wait_for_entry(handler, "/read"), 5)
+        assert not committing.done()
+        handler.release["/read"].set()
+        handler.release.setdefault("/read/end", asyncio.Event()).set()
+        await read
+        never.set()
+        await committing
+
+    run_async(scenario())
+
+
+def test_a_read_cancelled_while_a_batch_commits_gives_its_turn_back() -> None:
+    async def scenario() -> None:
+        handler, writes = Handler(), WritesFirst()
+        app = ReadTurns(handler, concurrent=1, writes=writes)
+        committed = asyncio.Event()
+
+        async def commit() -> None:
+            with writes.writing():
+                await committed.wait()
+
+        committing = asyncio.ensure_future(commit())
+        await settle()
+        gone = request(app, "GET", "/gone")  # its client goes away while it waits
+        await settle()
+        gone.cancel()
+        await asyncio.gather(gone, return_exceptions=True)
+        committed.set()
+        await committing
+        # With the turn kept by the cancelled read, this one would wait forever.
+        after = request(app, "GET", "/after")
+        await asyncio.wait_for(wait_for_entry(handler, "/after"), 5)
+        handler.release["/after"].set()
+        handler.release.setdefault("/after/end", asyncio.Event()).set()
+        await after
+
+    run_async(scenario())

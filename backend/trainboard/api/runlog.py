@@ -35,6 +35,7 @@ def append_log(
     except OSError as exc:
         raise_if_disk_full(exc, "the run's log")
         raise
-    with db.write() as session:
-        add_disk_bytes(session, run_id=run.id, added=len(data))
+    if data:
+        with db.write() as session:
+            add_disk_bytes(session, run_id=run.id, added=len(data))
     return {"accepted": len(body.text)}

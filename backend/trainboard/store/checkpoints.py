@@ -29,8 +29,9 @@ def sync_checkpoints(
 ) -> bool:
     """Make the run's rows match `entries` (what retention kept); False if the run was lost.
 
-    A worker syncs after each batch of epochs, so this writes only what changed, in a few
-    statements: the ORM's unit of work cost more than the rest of the batch's writes."""
+    A worker syncs after each batch of epochs, so this writes only what changed (a row whose
+    file and best mark are the same is left as it is), in a few statements: the ORM's unit of
+    work cost more than the rest of the batch's writes."""
     existing = {
         name: (sha256, is_best)
         for name, sha256, is_best in session.exec(
