@@ -31,6 +31,11 @@ class Handler:
         await self.release.setdefault(f"{name}/end", asyncio.Event()).wait()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    def finish(self, name: str) -> None:
+        """Let the request `name` respond and end its response."""
+        for step in (name, f"{name}/end"):
+            self.release.setdefault(step, asyncio.Event()).set()
+
 
 def request(app: ReadTurns, method: str, path: str) -> asyncio.Task[None]:
     async def receive() -> Message:
@@ -63,8 +68,7 @@ def test_a_read_waits_for_a_turn_and_a_write_does_not() -> None:
         await settle()
         assert handler.entered == ["/first", "/write", "/second"]
         for name in ("/first", "/second", "/write"):
-            handler.release[name].set()
-            handler.release.setdefault(f"{name}/end", asyncio.Event()).set()
+            handler.finish(name)
         await asyncio.gather(*tasks)
 
     run_async(scenario())
@@ -96,8 +100,7 @@ def test_a_read_slow_to_answer_gives_its_turn_to_the_next() -> None:
         await asyncio.wait_for(wait_for_entry(handler, "/quick"), 5)
         assert not slow.done()
         for name in ("/slow", "/quick"):
-            handler.release[name].set()
-            handler.release.setdefault(f"{name}/end", asyncio.Event()).set()
+            handler.finish(name)
         await asyncio.gather(slow, quick)
 
     run_async(scenario())
@@ -139,8 +142,7 @@ def test_a_read_given_its_turn_while_a_write_commits_starts_after_it() -> None:
         assert handler.entered == ["/early", "/late"]  # the next batch is still committing
         committing_next.cancel()
         for name in ("/early", "/late"):
-            handler.release[name].set()
-            handler.release.setdefault(f"{name}/end", asyncio.Event()).set()
+            handler.finish(name)
         await asyncio.gather(early, late)
 
     run_async(scenario())
@@ -161,8 +163,7 @@ def test_a_read_waits_for_a_held_up_batch_only_as_long_as_its_patience() -> None
         read = request(app, "GET", "/read")
         await asyncio.wait_for(wait_for_entry(handler, "/read"), 5)
         assert not committing.done()
-        handler.release["/read"].set()
-        handler.release.setdefault("/read/end", asyncio.Event()).set()
+        handler.finish("/read")
         await read
         never.set()
         await committing
@@ -191,8 +192,7 @@ def test_a_read_cancelled_while_a_batch_commits_gives_its_turn_back() -> None:
         # With the turn kept by the cancelled read, this one would wait forever.
         after = request(app, "GET", "/after")
         await asyncio.wait_for(wait_for_entry(handler, "/after"), 5)
-        handler.release["/after"].set()
-        handler.release.setdefault("/after/end", asyncio.Event()).set()
+        handler.finish("/after")
         await after
 
     run_async(scenario())

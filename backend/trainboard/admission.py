@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,7 +37,7 @@ class WritesFirst:
         self.written: asyncio.Event | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    @contextmanager
+    @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
         """Reads that get their turn while this lasts start after it."""
         written = self.written = asyncio.Event()

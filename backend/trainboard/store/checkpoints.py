@@ -65,20 +65,17 @@ def sync_checkpoints(
             "is_best": entry.is_best,
             "seq": seq,
         }
-        created = datetime.fromtimestamp(entry.created_at, UTC) if entry.created_at else None
+        if entry.created_at:
+            values["created_at"] = datetime.fromtimestamp(entry.created_at, UTC)
         if entry.name not in existing:
-            added.append(values | {"run_id": run_id, "name": entry.name, "created_at": created})
+            added.append({"run_id": run_id, "name": entry.name, "created_at": utcnow()} | values)
             continue
-        if created is not None:
-            values["created_at"] = created
         session.exec(
             update(Checkpoint)
             .where(col(Checkpoint.run_id) == run_id, col(Checkpoint.name) == entry.name)
             .values(**values)
         )
     if added:
-        for row in added:
-            row["created_at"] = row["created_at"] or utcnow()
         session.connection().execute(insert(Checkpoint), added)
     return True
 
