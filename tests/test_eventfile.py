@@ -21,7 +21,8 @@ def test_the_checksum_is_tensorboards(size: int) -> None:
 def test_tensorboard_reads_every_event_back(tmp_path: Path) -> None:
     events = EventFile(tmp_path)
     for step in range(1, 4):
-        events.add_scalar("val_loss", 1.0 / step, step)
+        events.add_scalars({"val_loss": 1.0 / step, "lr": 0.1 * step}, step)
+    events.add_scalars({}, 4)  # nothing to write: no event
     events.add_histogram("weights/w", torch.arange(10.0), 3, bins=4)
     events.close()
     events.close()  # twice is harmless
@@ -33,6 +34,12 @@ def test_tensorboard_reads_every_event_back(tmp_path: Path) -> None:
         (1, 1.0),
         (2, 0.5),
         (3, pytest.approx(1 / 3)),
+    ]
+    # Scalars that share an event are each their own series.
+    assert [(s.step, s.value) for s in read.Scalars("lr")] == [
+        (1, pytest.approx(0.1)),
+        (2, pytest.approx(0.2)),
+        (3, pytest.approx(0.3)),
     ]
     [weights] = read.Histograms("weights/w")
     assert (weights.step, weights.histogram_value.num) == (3, 10)

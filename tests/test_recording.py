@@ -1,9 +1,11 @@
 """Recording a claimed run on SQLite and PostgreSQL: checkpoint rows commit with the metrics
-they cover, a resumed attempt starts from the latest committed one, retention deletes a file
-only after its row is gone, and an attempt that was taken over writes no checkpoint file."""
+they cover, their files are fsynced just before, a resumed attempt starts from the latest
+committed one, retention deletes a file only after its row is gone, and an attempt that was
+taken over writes no checkpoint file."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -98,6 +100,31 @@ def test_a_resumed_attempt_starts_from_the_last_committed_checkpoint(
         record_epoch(second, epoch)
     assert checkpoint_rows(engine, run_id) == ["epoch-0005", "epoch-0006"] == files(folder)
     assert stored_epochs(engine, run_id) == [1, 2, 3, 4, 5, 6]
+
+
+def test_checkpoint_files_are_fsynced_once_a_batch_before_their_rows_commit(
+    engine: Engine, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(home=home)
+    run_id = claimed_run(engine)
+    recording = LocalRecordings(settings, engine, batch_seconds=3600).open(run_id, 1, "cpu")
+    synced: list[tuple[str, list[str]]] = []  # each fsync's file, and the rows at that moment
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        name = Path(os.readlink(f"/proc/self/fd/{fd}")).name
+        synced.append((name, checkpoint_rows(engine, run_id)))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    for epoch in (1, 2, 3):
+        record_epoch(recording, epoch)
+    assert synced == []  # saving alone syncs nothing
+    recording.store.flush()
+    # The files the rows will list, and the folder that names them; not the one retention
+    # dropped. All before the rows commit.
+    assert sorted(synced) == [("checkpoints", []), ("epoch-0002.pt", []), ("epoch-0003.pt", [])]
+    assert checkpoint_rows(engine, run_id) == ["epoch-0002", "epoch-0003"]
 
 
 def test_an_attempt_that_was_taken_over_writes_no_checkpoint_file(

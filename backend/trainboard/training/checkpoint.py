@@ -87,16 +87,22 @@ class CheckpointManager:
     """Saves `epoch-NNNN.pt` files in `folder`; keeps the last `keep_last`, the best `keep_best`.
 
     `known` are the checkpoints there already, as the database lists them; without it, the
-    manager keeps its list in the folder's index.json. With `defer_deletes`, retention only
-    forgets a file, and `delete_forgotten()` removes it later: once the database row that
-    points at it is gone, so a reader of the rows never finds a row whose file was deleted."""
+    manager keeps its list in the folder's index.json.
+
+    With `deferred`, the database's rows are the truth and the files follow their commits:
+    a save neither fsyncs nor deletes. `make_durable()` fsyncs the new files and the folder
+    once, just before the rows that list them commit (one fsync per file and one for the
+    folder per commit, instead of two per save), and `delete_forgotten()` removes what
+    retention dropped once the rows without it have committed. So a reader of the rows never
+    finds a row whose file was deleted, or lost to a power cut."""
 
     folder: Path
     policy: CheckpointSpec
     known: InitVar[list[CheckpointEntry] | None] = None
-    defer_deletes: bool = False
+    deferred: bool = False
     entries: list[CheckpointEntry] = field(init=False)
     forgotten: set[str] = field(init=False, default_factory=set)
+    unsynced: set[str] = field(init=False, default_factory=set)
     indexed: bool = field(init=False)
 
     def __post_init__(self, known: list[CheckpointEntry] | None) -> None:
@@ -124,7 +130,9 @@ class CheckpointManager:
         path = self.folder / f"{name}.pt"
         # To a path, torch writes in C++; to a Python file object, it calls back into Python
         # for every record. Hashing the file just written reads it from the page cache.
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
+        atomic_write(path, lambda tmp: torch.save(state, tmp), durable=not self.deferred)
+        if self.deferred:
+            self.unsynced.add(name)
         with path.open("rb") as written:
             digest = hashlib.file_digest(written, "sha256").hexdigest()
         stat = path.stat()
@@ -143,7 +151,7 @@ class CheckpointManager:
         for entry in by_epoch:
             entry.is_best = bool(best) and entry.name == best[0].name
         self.forgotten = (self.forgotten | {e.name for e in by_epoch}) - keep
-        if not self.defer_deletes:
+        if not self.deferred:
             self.delete_forgotten()
         self.entries = [e for e in by_epoch if e.name in keep]
         if not self.indexed:
@@ -151,6 +159,16 @@ class CheckpointManager:
         index = json.dumps([asdict(e) for e in self.entries], indent=1).encode()
         # The index is a cache of what the files hold: atomic, but no fsync needed.
         atomic_write(self.folder / "index.json", lambda tmp: tmp.write_bytes(index), durable=False)
+
+    def make_durable(self) -> None:
+        """fsync the files saved since the last call that retention still keeps, then the
+        folder, so they and their names survive a power cut."""
+        kept = self.unsynced - self.forgotten
+        for name in kept:
+            _fsync(self.folder / f"{name}.pt")
+        if kept:
+            _fsync(self.folder)
+        self.unsynced = set()
 
     def forgotten_bytes(self) -> int:
         """The bytes of the files retention forgot and `delete_forgotten` will remove."""

@@ -5,8 +5,9 @@ TensorFlow it computes each record's masked CRC-32C in pure Python: together abo
 for a scalar, the largest share of what recording a run costs. A worker records in a process
 of its own, off the training path, where the thread buys nothing; `trainboard train` records
 on its training thread, where those 60 µs would be taken from training. This writes the same
-records (TensorBoard's protos, TFRecord framing) with one buffered write each; TensorBoard and
-`tensorboard --logdir` read it as their own."""
+records (TensorBoard's protos, TFRecord framing) with one buffered write each, a step's
+scalars together in one event as a merged summary holds them; TensorBoard and `tensorboard
+--logdir` read it as their own."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +65,11 @@ class EventFile:
             event.step = step
         self.add(event)
 
-    def add_scalar(self, tag: str, value: float, step: int) -> None:
-        self.add_summary(Summary(value=[Summary.Value(tag=tag, simple_value=value)]), step)
+    def add_scalars(self, values: Mapping[str, float], step: int) -> None:
+        """The scalars of one step, in one event."""
+        tags = [Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()]
+        if tags:
+            self.add_summary(Summary(value=tags), step)
 
     def add_histogram(self, tag: str, values: torch.Tensor, step: int, bins: int) -> None:
         self.add_summary(histogram(tag, values, bins=bins), step)

@@ -135,8 +135,7 @@ class TensorBoardSink:
         self.flushed_at = time.monotonic()
 
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
-        for key, value in metrics.items():
-            self.events.add_scalar(key, value, step)
+        self.events.add_scalars(metrics, step)
         if time.monotonic() - self.flushed_at >= TENSORBOARD_FLUSH_SECONDS:
             self._flush()
 
@@ -145,8 +144,7 @@ class TensorBoardSink:
         self.flushed_at = time.monotonic()
 
     def log_epoch(self, report: EpochReport) -> None:
-        for key, value in report.metrics.items():
-            self.events.add_scalar(key, value, report.epoch)
+        self.events.add_scalars(report.metrics, report.epoch)
         for prefix, tensors in (("weights", report.weights), ("grads", report.grads)):
             for name, tensor in tensors.items():
                 self.events.add_histogram(f"{prefix}/{name}", tensor, report.epoch, bins=BINS)
@@ -166,8 +164,7 @@ class TensorBoardSink:
             }
             # In this run's own event file, where the HParams dashboard looks for its session.
             self.events.add_hparams(self.hparams, final)
-            for key, value in final.items():
-                self.events.add_scalar(key, value, end.epoch)
+            self.events.add_scalars(final, end.epoch)
         finally:
             self.events.close()
 

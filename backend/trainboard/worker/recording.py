@@ -137,7 +137,7 @@ class LocalRecordings:
         run_dir = self.settings.run_dir(run_id)
         folder = run_dir / "checkpoints"
         kept = [e for e in committed if (folder / f"{e.name}.pt").is_file()]
-        manager = CheckpointManager(folder, spec.checkpoint, kept, defer_deletes=True)
+        manager = CheckpointManager(folder, spec.checkpoint, kept, deferred=True)
         hparams = {
             k: v
             for k, v in spec_paths(spec.model_dump(mode="json")).items()

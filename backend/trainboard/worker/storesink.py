@@ -38,8 +38,9 @@ class StoreSink:
 
     Checkpoint rows commit together with the metrics of the epochs they cover, and a resumed
     attempt starts from the latest row (`committed_checkpoints`), so resuming never skips an
-    epoch whose metrics were not stored. Files that retention drops are deleted only once the
-    list without them is committed (`files.delete_forgotten`)."""
+    epoch whose metrics were not stored. New files are fsynced just before the rows that list
+    them commit (`files.make_durable`), and files that retention drops are deleted only once
+    the list without them is committed (`files.delete_forgotten`)."""
 
     def __init__(
         self,
@@ -64,6 +65,8 @@ class StoreSink:
         if not (self.points or self.progress or self.checkpoints is not None):
             return
         disk_bytes = self._disk_bytes() if self.progress or self.checkpoints is not None else None
+        if self.checkpoints is not None and self.files is not None:
+            self.files.make_durable()  # before the rows that list the files commit
         with session_scope(self.engine) as session:
             ok = add_metrics(session, run_id=self.run_id, attempt=self.attempt, points=self.points)
             if ok and self.progress is not None:
