@@ -48,6 +48,14 @@ def test_mode_max_keeps_the_highest_and_nan_is_never_best(tmp_path: Path) -> Non
     assert {e.name: e.is_best for e in kept} == {"epoch-0002": True, "epoch-0003": False}
 
 
+def test_saving_an_earlier_epoch_again_drops_the_later_files(tmp_path: Path) -> None:
+    manager = CheckpointManager(tmp_path, CheckpointSpec(keep_last=5, keep_best=0))
+    for epoch in (1, 2, 3, 2):
+        kept = manager.save({"epoch": epoch}, epoch=epoch, metrics={})
+    assert [e.name for e in kept] == ["epoch-0001", "epoch-0002"]
+    assert sorted(p.stem for p in tmp_path.glob("*.pt")) == ["epoch-0001", "epoch-0002"]
+
+
 def test_atomic_write_leaves_the_old_file_whole_when_a_write_fails(tmp_path: Path) -> None:
     target = tmp_path / "epoch-0001.pt"
     atomic_write(target, lambda tmp: tmp.write_bytes(b"old complete file"))

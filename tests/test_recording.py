@@ -5,6 +5,7 @@ taken over writes no checkpoint file."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -69,15 +70,26 @@ def checkpoint_rows(engine: Engine, run_id: int) -> list[str]:
         return [row.name for row in list_checkpoints(session, run_id=run_id)]
 
 
+def three_epochs_unflushed(engine: Engine, settings: Settings) -> tuple[int, LocalRecording]:
+    """A claimed run's recording that commits only when flushed, after epochs 1 to 3 (the
+    first epoch's progress committed at once, its checkpoint not)."""
+    run_id = claimed_run(engine)
+    recording = LocalRecordings(settings, engine, batch_seconds=3600).open(run_id, 1, "cpu")
+    for epoch in (1, 2, 3):
+        record_epoch(recording, epoch)
+    return run_id, recording
+
+
+def opened_path(fd: int) -> Path:
+    return Path(os.readlink(f"/proc/self/fd/{fd}"))
+
+
 def test_a_resumed_attempt_starts_from_the_last_committed_checkpoint(
     engine: Engine, home: Path
 ) -> None:
     settings = Settings(home=home)
-    run_id = claimed_run(engine)
+    run_id, first = three_epochs_unflushed(engine, settings)
     folder = settings.run_dir(run_id) / "checkpoints"
-    first = LocalRecordings(settings, engine, batch_seconds=3600).open(run_id, 1, "cpu")
-    for epoch in (1, 2, 3):
-        record_epoch(first, epoch)
     assert files(folder) == ["epoch-0001", "epoch-0002", "epoch-0003"]  # rows not yet gone
     first.store.flush()
     assert files(folder) == ["epoch-0002", "epoch-0003"]
@@ -105,26 +117,50 @@ def test_a_resumed_attempt_starts_from_the_last_committed_checkpoint(
 def test_checkpoint_files_are_fsynced_once_a_batch_before_their_rows_commit(
     engine: Engine, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(home=home)
-    run_id = claimed_run(engine)
-    recording = LocalRecordings(settings, engine, batch_seconds=3600).open(run_id, 1, "cpu")
-    synced: list[tuple[str, list[str]]] = []  # each fsync's file, and the rows at that moment
     real_fsync = os.fsync
+    saving: list[Path] = []
+    monkeypatch.setattr(os, "fsync", lambda fd: saving.append(opened_path(fd)))
+    run_id, recording = three_epochs_unflushed(engine, Settings(home=home))
+    assert saving == []  # saving alone syncs nothing
+
+    synced: list[tuple[str, list[str]]] = []  # each fsync's file, and the rows at that moment
 
     def fsync(fd: int) -> None:
-        name = Path(os.readlink(f"/proc/self/fd/{fd}")).name
-        synced.append((name, checkpoint_rows(engine, run_id)))
+        synced.append((opened_path(fd).name, checkpoint_rows(engine, run_id)))
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    for epoch in (1, 2, 3):
-        record_epoch(recording, epoch)
-    assert synced == []  # saving alone syncs nothing
     recording.store.flush()
-    # The files the rows will list, and the folder that names them; not the one retention
-    # dropped. All before the rows commit.
-    assert sorted(synced) == [("checkpoints", []), ("epoch-0002.pt", []), ("epoch-0003.pt", [])]
+    # The files the rows will list, the folder that names them and the run's folder that
+    # names it; not the file retention dropped. All before the rows commit.
+    names = ["epoch-0002.pt", "epoch-0003.pt", "checkpoints", str(run_id)]
+    assert sorted(synced) == sorted((name, []) for name in names)
     assert checkpoint_rows(engine, run_id) == ["epoch-0002", "epoch-0003"]
+
+
+def test_a_checkpoint_whose_fsync_failed_is_never_listed(
+    engine: Engine, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(home=home)
+    run_id, recording = three_epochs_unflushed(engine, settings)
+    folder = settings.run_dir(run_id) / "checkpoints"
+    real_fsync = os.fsync
+    failed: list[Path] = []
+
+    def fsync(fd: int) -> None:
+        # As Linux does: a lost write is reported once; the next fsync of the file passes.
+        if opened_path(fd).name == "epoch-0003.pt" and not failed:
+            failed.append(opened_path(fd))
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="Input/output"):
+        recording.store.flush()
+    recording.release()  # what a worker does next: write what is pending
+    # The batch's files may be lost, so no row lists them; the metrics are all there.
+    assert checkpoint_rows(engine, run_id) == [] == files(folder)
+    assert stored_epochs(engine, run_id) == [1, 2, 3]
 
 
 def test_an_attempt_that_was_taken_over_writes_no_checkpoint_file(

@@ -91,8 +91,8 @@ class CheckpointManager:
 
     With `deferred`, the database's rows are the truth and the files follow their commits:
     a save neither fsyncs nor deletes. `make_durable()` fsyncs the new files and the folder
-    once, just before the rows that list them commit (one fsync per file and one for the
-    folder per commit, instead of two per save), and `delete_forgotten()` removes what
+    once, just before the rows that list them commit (one fsync per kept file and the
+    folders' once per commit, instead of two per save), and `delete_forgotten()` removes what
     retention dropped once the rows without it have committed. So a reader of the rows never
     finds a row whose file was deleted, or lost to a power cut."""
 
@@ -130,8 +130,11 @@ class CheckpointManager:
         path = self.folder / f"{name}.pt"
         # To a path, torch writes in C++; to a Python file object, it calls back into Python
         # for every record. Hashing the file just written reads it from the page cache.
-        atomic_write(path, lambda tmp: torch.save(state, tmp), durable=not self.deferred)
-        if self.deferred:
+        # A deferred save leaves the fsync to make_durable, unless it replaces a file that a
+        # committed row may list already.
+        durable = not self.deferred or path.exists()
+        atomic_write(path, lambda tmp: torch.save(state, tmp), durable=durable)
+        if not durable:
             self.unsynced.add(name)
         with path.open("rb") as written:
             digest = hashlib.file_digest(written, "sha256").hexdigest()
@@ -139,6 +142,8 @@ class CheckpointManager:
         entry = CheckpointEntry(
             name, epoch, stat.st_size, digest, dict(metrics), created_at=stat.st_mtime
         )
+        # Saving an earlier epoch again starts another history: the later files go.
+        self.forgotten |= {e.name for e in self.entries if e.epoch > epoch}
         self.entries = [e for e in self.entries if e.epoch < epoch] + [entry]
         self._retain()
         return list(self.entries)
@@ -162,13 +167,21 @@ class CheckpointManager:
 
     def make_durable(self) -> None:
         """fsync the files saved since the last call that retention still keeps, then the
-        folder, so they and their names survive a power cut."""
-        kept = self.unsynced - self.forgotten
-        for name in kept:
-            _fsync(self.folder / f"{name}.pt")
-        if kept:
+        folder and the folder's own entry, so they and their names survive a power cut. If an
+        fsync fails, those files are forgotten and the error raised: Linux reports a lost
+        write once, so an fsync tried again would pass for a file that is not on the disk."""
+        kept, self.unsynced = self.unsynced - self.forgotten, set()
+        if not kept:
+            return
+        try:
+            for name in kept:
+                _fsync(self.folder / f"{name}.pt")
             _fsync(self.folder)
-        self.unsynced = set()
+            _fsync(self.folder.parent)
+        except OSError:
+            self.entries = [e for e in self.entries if e.name not in kept]
+            self.forgotten |= kept
+            raise
 
     def forgotten_bytes(self) -> int:
         """The bytes of the files retention forgot and `delete_forgotten` will remove."""

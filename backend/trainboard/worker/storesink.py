@@ -66,7 +66,11 @@ class StoreSink:
             return
         disk_bytes = self._disk_bytes() if self.progress or self.checkpoints is not None else None
         if self.checkpoints is not None and self.files is not None:
-            self.files.make_durable()  # before the rows that list the files commit
+            try:
+                self.files.make_durable()  # before the rows that list the files commit
+            except OSError:
+                self.checkpoints = list(self.files.entries)  # without the files it forgot
+                raise
         with session_scope(self.engine) as session:
             ok = add_metrics(session, run_id=self.run_id, attempt=self.attempt, points=self.points)
             if ok and self.progress is not None:
