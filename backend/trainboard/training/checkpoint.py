@@ -91,8 +91,8 @@ class CheckpointManager:
 
     With `deferred`, the database's rows are the truth and the files follow their commits:
     a save neither fsyncs nor deletes. `make_durable()` fsyncs the new files and the folder
-    once, just before the rows that list them commit (one fsync per kept file and the
-    folders' once per commit, instead of two per save), and `delete_forgotten()` removes what
+    once, just before the rows that list them commit (one fsync per kept file and one per
+    folder a commit, instead of two per save), and `delete_forgotten()` removes what
     retention dropped once the rows without it have committed. So a reader of the rows never
     finds a row whose file was deleted, or lost to a power cut."""
 
