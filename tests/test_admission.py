@@ -111,17 +111,22 @@ async def wait_for_entry(handler: Handler, name: str) -> None:
         await asyncio.sleep(0.01)
 
 
+def batch_committing(writes: WritesFirst, done: asyncio.Event) -> asyncio.Task[None]:
+    """A batch of writes that commits until `done` is set."""
+
+    async def commit() -> None:
+        with writes.writing():
+            await done.wait()
+
+    return asyncio.ensure_future(commit())
+
+
 def test_a_read_given_its_turn_while_a_write_commits_starts_after_it() -> None:
     async def scenario() -> None:
         handler, writes = Handler(), WritesFirst()
         app = ReadTurns(handler, concurrent=4, writes=writes)
         first_batch, second_batch = asyncio.Event(), asyncio.Event()
-
-        async def commit(done: asyncio.Event) -> None:
-            with writes.writing():
-                await done.wait()
-
-        committing = asyncio.ensure_future(commit(first_batch))
+        committing = batch_committing(writes, first_batch)
         await settle()
         early = request(app, "GET", "/early")
         await settle()
@@ -131,11 +136,11 @@ def test_a_read_given_its_turn_while_a_write_commits_starts_after_it() -> None:
         await settle()
         assert handler.entered == ["/early"]
         # A read waits for the batch in progress when it asks, not for the ones after it.
-        committing = asyncio.ensure_future(commit(second_batch))
+        committing = batch_committing(writes, second_batch)
         await settle()
         late = request(app, "GET", "/late")
         await settle()
-        committing_next = asyncio.ensure_future(commit(asyncio.Event()))
+        committing_next = batch_committing(writes, asyncio.Event())
         second_batch.set()
         await committing
         await settle()
@@ -152,13 +157,8 @@ def test_a_read_waits_for_a_held_up_batch_only_as_long_as_its_patience() -> None
     async def scenario() -> None:
         handler, writes = Handler(), WritesFirst(patience=0.05)
         app = ReadTurns(handler, concurrent=1, writes=writes)
-        never = asyncio.Event()
-
-        async def stuck_commit() -> None:  # waiting for a lock another writer holds
-            with writes.writing():
-                await never.wait()
-
-        committing = asyncio.ensure_future(stuck_commit())
+        never = asyncio.Event()  # the batch waits for a lock another writer holds
+        committing = batch_committing(writes, never)
         await settle()
         read = request(app, "GET", "/read")
         await asyncio.wait_for(wait_for_entry(handler, "/read"), 5)
@@ -176,12 +176,7 @@ def test_a_read_cancelled_while_a_batch_commits_gives_its_turn_back() -> None:
         handler, writes = Handler(), WritesFirst()
         app = ReadTurns(handler, concurrent=1, writes=writes)
         committed = asyncio.Event()
-
-        async def commit() -> None:
-            with writes.writing():
-                await committed.wait()
-
-        committing = asyncio.ensure_future(commit())
+        committing = batch_committing(writes, committed)
         await settle()
         gone = request(app, "GET", "/gone")  # its client goes away while it waits
         await settle()
